@@ -1,0 +1,44 @@
+# Two commands for a fresh clone: `make book` and `make test`. Each creates .venv on first use
+# and installs the exact pins of requirements.lock into it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= teaching
+CHAPTER ?=
+
+.PHONY: book run render test golden bench environment clean help
+
+help:
+	@echo "make book [PROFILE=teaching|ci|paper] [CHAPTER=01]  execute chapters and render HTML into _build/<profile>/"
+	@echo "make test                                            unit tests + nbval over every chapter at the ci profile"
+	@echo "make golden                                          re-record the checked outputs in tests/golden/"
+	@echo "make environment                                     rewrite environment.yml from requirements.lock"
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+book: $(STAMP)
+	$(PY) -m lyapbook.book build --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER))
+
+run: $(STAMP)
+	$(PY) -m lyapbook.book run --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER))
+
+render: $(STAMP)
+	$(PY) -m lyapbook.book render --profile $(PROFILE)
+
+test: $(STAMP)
+	$(PY) -m lyapbook.book nbval-prepare
+	$(PY) -m pytest tests _build/nbval --nbval-lax --nbval-current-env -p no:cacheprovider
+
+golden: $(STAMP)
+	$(PY) -m lyapbook.book golden
+
+environment: $(STAMP)
+	$(PY) -m lyapbook.book environment
+
+clean:
+	rm -rf _build

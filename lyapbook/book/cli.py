@@ -1,0 +1,76 @@
+"""``python -m lyapbook.book``: execute, render and check the book.
+
+    python -m lyapbook.book build [--profile ci|teaching|paper] [--chapter 01] [-p NAME VALUE ...]
+    python -m lyapbook.book run    ...   execute only (notebooks, figures, tables, manifest)
+    python -m lyapbook.book render [--profile P]   HTML from notebooks already executed
+    python -m lyapbook.book nbval-prepare          notebooks for `pytest --nbval-lax`
+    python -m lyapbook.book golden                 re-record the checked outputs (ci profile)
+    python -m lyapbook.book environment            rewrite environment.yml from requirements.lock
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import checks
+from .chapters import book_root
+from .environment import write_environment
+from .profiles import DEFAULT_PROFILE, BookError, check_profile
+from .render import render_html
+from .runner import run_chapters, select_chapters
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not the usage block
+        raise BookError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m lyapbook.book", description="Execute, render and check the lyapbook book.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, text in (("build", "execute chapters, then render HTML"), ("run", "execute chapters only")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--profile", default=DEFAULT_PROFILE, help="ci, teaching (default) or paper")
+        sub.add_argument("--chapter", action="append", help="a chapter stem or its number prefix (repeatable)")
+        sub.add_argument(
+            "-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+            help="override one parameter of the chosen chapter (VALUE is read as YAML: 3, 0.5, true, text)",
+        )
+    render = commands.add_parser("render", help="render HTML from executed notebooks")
+    render.add_argument("--profile", default=DEFAULT_PROFILE)
+    for name, text in (("nbval-prepare", "write the nbval notebooks"), ("golden", "re-record golden outputs")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--chapter", action="append")
+    commands.add_parser("environment", help="rewrite environment.yml from requirements.lock")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        root = book_root()
+        if args.command in ("build", "run", "render"):
+            check_profile(args.profile)
+        chapters = select_chapters(root, getattr(args, "chapter", None))
+        if args.command in ("build", "run"):
+            overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
+            run_chapters(root, args.profile, chapters, overrides)
+            if args.command == "build":
+                render_html(root, args.profile, select_chapters(root, None))
+        elif args.command == "render":
+            render_html(root, args.profile, chapters)
+        elif args.command == "nbval-prepare":
+            for path in checks.prepare(root, chapters):
+                print(f"[lyapbook] nbval notebook: {path.relative_to(root)}")
+        elif args.command == "golden":
+            checks.record_golden(root, chapters)
+        elif args.command == "environment":
+            write_environment(root / "requirements.lock", root / "environment.yml")
+    except (BookError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

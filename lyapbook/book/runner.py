@@ -1,0 +1,212 @@
+"""Execute chapters with papermill under a profile; write notebooks, figures, tables, manifest."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import nbformat
+
+from .chapters import Chapter, discover, toc_pages
+from .profiles import BookError, check_profile, load_profiles, resolve_parameters
+from .publish import CHAPTER_ENV, OUTPUT_DIR_ENV, PROFILE_ENV
+
+__all__ = ["build_dir", "select_chapters", "run_chapters", "stage_book", "KERNEL_NAME"]
+
+KERNEL_NAME = "python3"
+# Files the rendered book needs besides the executed chapters and the pages named in _toc.yml.
+BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
+TRACKED_PACKAGES = (
+    "lyapbook", "torch", "numpy", "scipy", "pandas", "matplotlib", "seaborn", "scikit-learn",
+    "jupyter-book", "myst-nb", "sphinx", "jupytext", "papermill", "nbval",
+)
+
+
+def build_dir(root: Path, profile: str) -> Path:
+    """``_build/<profile>``: the staged book source, its outputs and the rendered HTML."""
+    return root / "_build" / profile
+
+
+def select_chapters(root: Path, names: list[str] | None) -> list[Chapter]:
+    """All chapters, or those whose stem equals or starts with one of ``names`` (e.g. ``01``)."""
+    chapters = discover(root)
+    if not names:
+        return chapters
+    chosen = []
+    for name in names:
+        matches = [c for c in chapters if c.stem == name or c.stem.startswith(name)]
+        if len(matches) != 1:
+            known = ", ".join(c.stem for c in chapters)
+            problem = "no chapter" if not matches else "more than one chapter"
+            raise BookError(f"--chapter {name!r} matches {problem}; chapters are {known}")
+        chosen.append(matches[0])
+    return chosen
+
+
+def stage_book(root: Path, out: Path) -> None:
+    """Copy the book's configuration and non-chapter pages next to the executed chapters."""
+    out.mkdir(parents=True, exist_ok=True)
+    pages = [p.relative_to(root) for p in toc_pages(root) if p.parent.name != "chapters"]
+    for name in (*BOOK_FILES, *pages):
+        if (root / name).is_file():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, out / name)
+
+
+def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: dict[str, object] | None = None) -> dict:
+    """Execute ``chapters`` under ``profile`` (plus ``overrides``) and update the manifest.
+
+    Every parameter is checked against every chapter before the first one runs. Returns the
+    manifest as written to ``_build/<profile>/manifest.json``.
+    """
+    check_profile(profile)
+    profiles = load_profiles(root)
+    overrides = overrides or {}
+    if overrides and len(chapters) != 1:
+        raise BookError("-p overrides apply to one chapter: add --chapter NAME")
+    plans = [(chapter, resolve_parameters(chapter, profile, profiles, overrides)) for chapter in chapters]
+
+    out = build_dir(root, profile)
+    stage_book(root, out)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"chapters": {}, "items": {}}
+    environment = _environment(root)
+    manifest.update(profile=profile, **environment)
+
+    for chapter, parameters in plans:
+        print(f"[lyapbook] {chapter.stem}: executing with profile {profile!r}", flush=True)
+        runtime = _execute(chapter, parameters, profile, out)
+        device = _device(parameters)
+        print(f"[lyapbook] {chapter.stem}: done in {runtime:.1f} s", flush=True)
+        _add_provenance_note(out / "chapters" / f"{chapter.stem}.ipynb", profile, parameters, runtime, device, environment)
+        manifest["chapters"][chapter.stem] = {
+            "notebook": f"chapters/{chapter.stem}.ipynb",
+            "parameters": parameters,
+            "runtime_s": round(runtime, 2),
+            "device": device,
+        }
+        manifest["items"] = {k: v for k, v in manifest["items"].items() if v["chapter"] != chapter.stem}
+        for record_file in sorted((out / "records" / chapter.stem).glob("*.json")):
+            record = json.loads(record_file.read_text())
+            manifest["items"][record["id"]] = {
+                **record,
+                "profile": profile,
+                "parameters": parameters,
+                "seed": parameters.get("seed"),
+                "runtime_s": round(runtime, 2),
+                "device": device,
+                "git_commit": environment["git_commit"],
+                "packages": environment["packages"],
+            }
+        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    return manifest
+
+
+def _execute(chapter: Chapter, parameters: dict[str, object], profile: str, out: Path) -> float:
+    import papermill
+
+    target = out / "chapters" / f"{chapter.stem}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(chapter.notebook(), target)
+    shutil.rmtree(out / "records" / chapter.stem, ignore_errors=True)
+    started = time.perf_counter()
+    with _kernel_environment(out, chapter.stem, profile):
+        try:
+            papermill.execute_notebook(
+                str(target), str(target), parameters=parameters, kernel_name=KERNEL_NAME,
+                cwd=str(target.parent), progress_bar=False,
+            )
+        except papermill.PapermillExecutionError as error:
+            raise BookError(
+                f"chapter {chapter.stem} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
+                f"(the executed notebook with the traceback is {target})"
+            ) from None
+    return time.perf_counter() - started
+
+
+@contextmanager
+def _kernel_environment(out: Path, chapter: str, profile: str):
+    """Tell the kernel (which inherits this process's environment) where outputs go."""
+    values = {OUTPUT_DIR_ENV: str(out.resolve()), CHAPTER_ENV: chapter, PROFILE_ENV: profile, "MPLBACKEND": "agg"}
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _device(parameters: dict[str, object]) -> str:
+    requested = str(parameters.get("device", "cpu"))
+    import torch
+
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and torch.cuda.is_available():
+        return f"{requested} ({torch.cuda.get_device_name()})"
+    return requested
+
+
+def _environment(root: Path) -> dict[str, object]:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return done.stdout.strip()
+
+    packages = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": packages,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+
+
+def _add_provenance_note(
+    notebook_path: Path, profile: str, parameters: dict[str, object], runtime: float, device: str, environment: dict
+) -> None:
+    """Insert a note after the parameters saying how this page was made; hide papermill's cell."""
+    notebook = nbformat.read(notebook_path, as_version=4)
+    index = 0
+    for i, cell in enumerate(notebook.cells):
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+            index = i + 1
+        elif "parameters" in tags and not index:
+            index = i + 1
+    commit = (environment["git_commit"] or "unknown")[:10] + (" (modified)" if environment["git_dirty"] else "")
+    listed = ", ".join(f"`{key} = {value!r}`" for key, value in parameters.items())
+    note = (
+        ":::{admonition} How this page was made\n:class: note\n\n"
+        f"Profile **{profile}**; executed in **{runtime:.1f} s** on `{device}`; lyapbook "
+        f"{environment['packages']['lyapbook']}, torch {environment['packages']['torch']}, commit `{commit}`, "
+        f"{environment['created'][:10]}.\n\nParameters: {listed}.\n\n"
+        f"Rerun this page: `python -m lyapbook.book build --profile {profile} --chapter {notebook_path.stem}`.\n:::\n"
+    )
+    notebook.cells.insert(index, nbformat.v4.new_markdown_cell(note))
+    nbformat.write(notebook, notebook_path)

@@ -1,0 +1,72 @@
+"""Classical summaries of a Lyapunov spectrum (dissertation §1, Eqs. 1.9-1.12).
+
+Every function takes spectra as an array or tensor (..., k) whose last axis holds exponents,
+sorts that axis in descending order itself, and returns a numpy array of shape (...) (a
+numpy scalar for a single spectrum).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["max_exponent", "mean_exponent", "exponent_variance", "kaplan_yorke_dimension", "count_positive", "summary"]
+
+
+def _sorted(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(spectrum, torch.Tensor):
+        spectrum = spectrum.detach().cpu().numpy()
+    values = np.asarray(spectrum, dtype=np.float64)
+    if values.ndim == 0 or values.shape[-1] == 0:
+        raise ValueError(f"spectrum must have at least one exponent on its last axis, got shape {values.shape}")
+    return -np.sort(-values, axis=-1)
+
+
+def max_exponent(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
+    """lambda_1: the linear stability of the dynamics; perturbations grow like exp(lambda_1 t)."""
+    return _sorted(spectrum)[..., 0]
+
+
+def mean_exponent(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(1/n) sum_i lambda_i: the mean rate of n-volume growth (log of R_V per unit time, Eq. 1.12)."""
+    return _sorted(spectrum).mean(axis=-1)
+
+
+def exponent_variance(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Variance of the exponents: how unevenly directions stretch and contract."""
+    return _sorted(spectrum).var(axis=-1)
+
+
+def count_positive(spectrum: np.ndarray | torch.Tensor, tol: float = 0.0) -> np.ndarray:
+    """Number of exponents above ``tol``: the number of unstable directions."""
+    return (_sorted(spectrum) > tol).sum(axis=-1)
+
+
+def kaplan_yorke_dimension(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Kaplan-Yorke (Lyapunov) dimension, Eqs. (1.10)-(1.11).
+
+    With partial sums S_j = lambda_1 + ... + lambda_j and j the largest index with S_j >= 0,
+    D = j + S_j / |lambda_{j+1}|. D = 0 when lambda_1 < 0 (a stable fixed point) and D = k when
+    every partial sum is non-negative (no contracting volume among the k exponents given).
+    """
+    values = _sorted(spectrum)
+    partial = np.cumsum(values, axis=-1)
+    k = values.shape[-1]
+    j = (partial >= 0).sum(axis=-1)  # partial sums decrease once they turn negative
+    j_clipped = np.clip(j, 1, k - 1) if k > 1 else np.zeros_like(j)
+    s_j = np.take_along_axis(partial, (j_clipped - 1)[..., None], axis=-1)[..., 0]
+    next_value = np.take_along_axis(values, j_clipped[..., None], axis=-1)[..., 0]
+    interior = j + s_j / np.abs(next_value)
+    return np.where(j == 0, 0.0, np.where(j >= k, float(k), interior))
+
+
+def summary(spectrum: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+    """All of the above, keyed by name."""
+    return {
+        "max": max_exponent(spectrum),
+        "mean": mean_exponent(spectrum),
+        "sum": _sorted(spectrum).sum(axis=-1),
+        "variance": exponent_variance(spectrum),
+        "positive": count_positive(spectrum),
+        "kaplan_yorke": kaplan_yorke_dimension(spectrum),
+    }

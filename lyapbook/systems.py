@@ -1,0 +1,270 @@
+"""Discrete-time dynamical systems with batched states and Jacobians.
+
+Everything the Lyapunov engine needs from a system is a map
+
+    h_t = F(h_{t-1}, x_t),        J_t = dF/dh evaluated at (h_{t-1}, x_t),
+
+applied to a batch of states at once. Maps (Hénon, a linear map, an RNN cell) define ``F``
+directly and use ``dt = 1``; flows (Lorenz) become maps through one Runge-Kutta step of size
+``dt``, with the exact Jacobian of that step, so that exponents come out per unit of time.
+
+Shapes: ``state`` is (batch, state_dim); ``x`` is (batch, input_dim) or ``None`` for an
+autonomous system; Jacobians are (batch, state_dim, state_dim).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+__all__ = ["DynamicalSystem", "Flow", "Lorenz", "Henon", "Linear", "trajectory"]
+
+Parameter = float | Sequence[float] | torch.Tensor
+
+
+class DynamicalSystem:
+    """A batched discrete-time system ``h_t = F(h_{t-1}, x_t)``.
+
+    Subclasses set :attr:`state_dim`, :attr:`input_dim` (0 for autonomous systems) and
+    :attr:`dt`, and implement :meth:`step`. :meth:`jacobian` defaults to autograd
+    (``torch.func.vmap(torch.func.jacrev(step))``): correct for any differentiable ``step``,
+    but slower than an analytic Jacobian, which subclasses should provide.
+    """
+
+    state_dim: int
+    input_dim: int = 0
+    dt: float = 1.0
+
+    def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Advance ``state`` (batch, state_dim) one step under input ``x`` (batch, input_dim)."""
+        raise NotImplementedError
+
+    def jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """dF/dh at (state, x), shape (batch, state_dim, state_dim); autograd by default."""
+
+        def single(h: torch.Tensor, xt: torch.Tensor | None) -> torch.Tensor:
+            return self.step(h.unsqueeze(0), None if xt is None else xt.unsqueeze(0)).squeeze(0)
+
+        if x is None:
+            return torch.func.vmap(torch.func.jacrev(lambda h: single(h, None)))(state)
+        return torch.func.vmap(torch.func.jacrev(single), in_dims=(0, 0))(state, x)
+
+    def step_with_jacobian(
+        self, state: torch.Tensor, x: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (next state, Jacobian at the current state); override to share work."""
+        return self.step(state, x), self.jacobian(state, x)
+
+    def initial_state(
+        self, batch: int = 1, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
+        """A default initial state (batch, state_dim): zeros unless a subclass knows better."""
+        return torch.zeros(batch, self.state_dim, dtype=dtype, device=device)
+
+    def parameters_batch(self) -> int | None:
+        """Batch size fixed by batched parameters (see :class:`Lorenz`), or ``None``."""
+        return None
+
+
+def _as_parameter(value: Parameter, name: str) -> float | torch.Tensor:
+    """A scalar parameter stays a float; a sequence becomes a 1-D tensor (one value per batch row)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    tensor = torch.as_tensor(value, dtype=torch.float64)
+    if tensor.ndim == 0:
+        return float(tensor)
+    if tensor.ndim != 1:
+        raise ValueError(f"{name} must be a number or a 1-D sequence (one value per batch row), got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def _on(value: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """Move a batched parameter to ``like``'s dtype/device; scalars pass through."""
+    return value if isinstance(value, float) else value.to(dtype=like.dtype, device=like.device)
+
+
+class Flow(DynamicalSystem):
+    """An autonomous ODE ``dh/dt = f(h)`` seen as the map of one classical RK4 step of size ``dt``.
+
+    Subclasses implement :meth:`vector_field` (batch, d) -> (batch, d) and
+    :meth:`vector_field_jacobian` (batch, d) -> (batch, d, d). The Jacobian of the RK4 map is
+    obtained by differentiating the four stages with the chain rule, so it is exact for the
+    discrete map (not merely ``I + dt * Df``).
+    """
+
+    def __init__(self, dt: float):
+        if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"dt must be a positive finite number of time units, got {dt!r}")
+        self.dt = float(dt)
+
+    def vector_field(self, state: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def vector_field_jacobian(self, state: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        f, dt = self.vector_field, self.dt
+        k1 = f(state)
+        k2 = f(state + 0.5 * dt * k1)
+        k3 = f(state + 0.5 * dt * k2)
+        k4 = f(state + dt * k3)
+        return state + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    def step_with_jacobian(
+        self, state: torch.Tensor, x: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        f, df, dt = self.vector_field, self.vector_field_jacobian, self.dt
+        eye = torch.eye(state.shape[-1], dtype=state.dtype, device=state.device)
+        # Stage i evaluates f at y_i; K_i = d k_i / d h = Df(y_i) @ d y_i / d h.
+        k1, K1 = f(state), df(state)
+        y2 = state + 0.5 * dt * k1
+        k2 = f(y2)
+        K2 = df(y2) @ (eye + 0.5 * dt * K1)
+        y3 = state + 0.5 * dt * k2
+        k3 = f(y3)
+        K3 = df(y3) @ (eye + 0.5 * dt * K2)
+        y4 = state + dt * k3
+        k4 = f(y4)
+        K4 = df(y4) @ (eye + dt * K3)
+        new_state = state + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        jac = eye + (dt / 6.0) * (K1 + 2.0 * K2 + 2.0 * K3 + K4)
+        return new_state, jac
+
+    def jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        return self.step_with_jacobian(state, x)[1]
+
+
+class Lorenz(Flow):
+    """The Lorenz (1963) system, Eq. (1.13) of the dissertation, integrated with RK4.
+
+        dx/dt = sigma (y - x),   dy/dt = x (rho - z) - y,   dz/dt = x y - beta z.
+
+    ``sigma``, ``rho`` and ``beta`` are numbers, or 1-D sequences with one value per batch row
+    (so one call can follow several parameter values side by side). The trace of the
+    linearisation (Eq. 1.14) is ``-(sigma + 1 + beta)``: the exponents of the flow sum to it.
+    """
+
+    state_dim = 3
+
+    def __init__(self, sigma: Parameter = 10.0, rho: Parameter = 28.0, beta: Parameter = 8.0 / 3.0, dt: float = 0.01):
+        super().__init__(dt)
+        self.sigma = _as_parameter(sigma, "sigma")
+        self.rho = _as_parameter(rho, "rho")
+        self.beta = _as_parameter(beta, "beta")
+        sizes = {p.shape[0] for p in (self.sigma, self.rho, self.beta) if isinstance(p, torch.Tensor)}
+        if len(sizes) > 1:
+            raise ValueError(f"sigma, rho and beta given as sequences must have the same length, got lengths {sorted(sizes)}")
+        self._batch = sizes.pop() if sizes else None
+
+    def parameters_batch(self) -> int | None:
+        return self._batch
+
+    def trace(self) -> float | torch.Tensor:
+        """Sum of the flow's exponents, -(sigma + 1 + beta), per parameter set."""
+        return -(self.sigma + 1.0 + self.beta)
+
+    def vector_field(self, state: torch.Tensor) -> torch.Tensor:
+        x, y, z = state.unbind(-1)
+        sigma, rho, beta = (_on(p, state) for p in (self.sigma, self.rho, self.beta))
+        return torch.stack((sigma * (y - x), x * (rho - z) - y, x * y - beta * z), dim=-1)
+
+    def vector_field_jacobian(self, state: torch.Tensor) -> torch.Tensor:
+        x, y, z = state.unbind(-1)
+        sigma, rho, beta = (_on(p, state) for p in (self.sigma, self.rho, self.beta))
+        one = torch.ones_like(x)
+        zero = torch.zeros_like(x)
+        rows = (
+            torch.stack((-sigma * one, sigma * one, zero), dim=-1),
+            torch.stack((rho - z, -one, -x), dim=-1),
+            torch.stack((y, x, -beta * one), dim=-1),
+        )
+        return torch.stack(rows, dim=-2)
+
+    def initial_state(self, batch: int = 1, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> torch.Tensor:
+        """(1, 1, 1) for every row: off the unstable origin, and a standard starting point."""
+        return torch.ones(batch, 3, dtype=dtype, device=device)
+
+
+class Henon(DynamicalSystem):
+    """The Hénon map: (x, y) -> (1 - a x^2 + y, b x). Its Jacobian determinant is -b everywhere."""
+
+    state_dim = 2
+
+    def __init__(self, a: float = 1.4, b: float = 0.3):
+        self.a = float(a)
+        self.b = float(b)
+
+    def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        u, v = state.unbind(-1)
+        return torch.stack((1.0 - self.a * u * u + v, self.b * u), dim=-1)
+
+    def jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        u = state[..., 0]
+        jac = torch.zeros(*state.shape, 2, dtype=state.dtype, device=state.device)
+        jac[..., 0, 0] = -2.0 * self.a * u
+        jac[..., 0, 1] = 1.0
+        jac[..., 1, 0] = self.b
+        return jac
+
+    def initial_state(self, batch: int = 1, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> torch.Tensor:
+        """Points near the origin, inside the attractor's basin, spread so rows differ."""
+        offsets = torch.linspace(0.0, 0.1, batch, dtype=dtype, device=device)
+        return torch.stack((offsets, torch.zeros_like(offsets)), dim=-1)
+
+
+class Linear(DynamicalSystem):
+    """The linear map h_t = A h_{t-1} (+ B x_t). Its exponents are log|eigenvalues of A|.
+
+    ``A`` is (n, n); ``B`` is (n, input_dim) or omitted for an autonomous map. A non-normal
+    ``A`` (for instance upper-triangular with a large off-diagonal entry) is a good test: the
+    exponents do not depend on the transient growth that non-normality causes.
+    """
+
+    def __init__(self, A: torch.Tensor | Sequence[Sequence[float]], B: torch.Tensor | Sequence[Sequence[float]] | None = None):
+        A = torch.as_tensor(A, dtype=torch.float64)
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"A must be a square matrix (n, n), got shape {tuple(A.shape)}")
+        self.A = A
+        self.state_dim = A.shape[0]
+        self.B = None
+        self.input_dim = 0
+        if B is not None:
+            B = torch.as_tensor(B, dtype=torch.float64)
+            if B.ndim != 2 or B.shape[0] != self.state_dim:
+                raise ValueError(f"B must have shape (n, input_dim) = ({self.state_dim}, m), got {tuple(B.shape)}")
+            self.B = B
+            self.input_dim = B.shape[1]
+
+    def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        A = self.A.to(dtype=state.dtype, device=state.device)
+        out = state @ A.T
+        if self.B is not None and x is not None:
+            out = out + x @ self.B.to(dtype=state.dtype, device=state.device).T
+        return out
+
+    def jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        A = self.A.to(dtype=state.dtype, device=state.device)
+        return A.expand(state.shape[0], -1, -1)
+
+    def initial_state(self, batch: int = 1, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> torch.Tensor:
+        return torch.ones(batch, self.state_dim, dtype=dtype, device=device)
+
+    def exact_exponents(self) -> torch.Tensor:
+        """log|eigenvalues of A|, sorted in descending order: the map's exact spectrum."""
+        return torch.linalg.eigvals(self.A).abs().log().sort(descending=True).values
+
+
+def trajectory(system: DynamicalSystem, x: torch.Tensor | int, h0: torch.Tensor) -> torch.Tensor:
+    """States visited from ``h0`` (batch, state_dim): returns (batch, steps + 1, state_dim).
+
+    ``x`` is the inputs (batch, steps, input_dim), or the number of steps for an autonomous
+    system. Row 0 of the time axis is ``h0`` itself.
+    """
+    steps = x if isinstance(x, int) else x.shape[1]
+    states = [h0]
+    for t in range(steps):
+        states.append(system.step(states[-1], None if isinstance(x, int) else x[:, t]))
+    return torch.stack(states, dim=1)

@@ -1,0 +1,179 @@
+"""The book machinery: profiles, chapters, publishing helpers, the runner and its errors."""
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from lyapbook.book import checks, publish
+from lyapbook.book.chapters import book_root, discover
+from lyapbook.book.cli import main
+from lyapbook.book.profiles import PROFILES, BookError, load_profiles, resolve_parameters
+from lyapbook.book.runner import run_chapters, select_chapters
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_profile_names_only_existing_parameters():
+    profiles = load_profiles(ROOT)
+    chapters = discover(ROOT)
+    assert chapters, "no chapters found in _toc.yml"
+    known = {c.stem for c in chapters}
+    for profile in PROFILES:
+        assert set(profiles[profile]) <= known, f"profile {profile} names unknown chapters"
+        for chapter in chapters:
+            parameters = resolve_parameters(chapter, profile, profiles)
+            assert "seed" in parameters, f"{chapter.stem} must take a seed"
+
+
+def test_every_published_item_is_placed_and_referenced_in_its_chapter():
+    for chapter in discover(ROOT):
+        text = chapter.source.read_text()
+        published = set(re.findall(r'book\.(?:figure|table)\(\s*\w+,\s*"([a-z0-9-]+)"', text))
+        assert published, f"{chapter.stem} publishes no figure or table"
+        for item in published:
+            assert f"```{{glue:md}} {item}\n:format: myst" in text, f"{item} is never placed with glue:md"
+            assert f"{{numref}}`{item}`" in text, f"{item} is never referenced with numref"
+
+
+def test_unknown_profile_and_parameter_are_rejected_before_running():
+    chapter = discover(ROOT)[0]
+    profiles = load_profiles(ROOT)
+    with pytest.raises(BookError, match="unknown profile 'fast'"):
+        resolve_parameters(chapter, "fast", profiles)
+    with pytest.raises(BookError, match=r"-p: chapter .* has no parameter\(s\) no_such_thing"):
+        resolve_parameters(chapter, "ci", profiles, {"no_such_thing": 1})
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["build", "--profile", "fast"], "unknown profile 'fast': choose one of ci, teaching, paper"),
+        (["run", "--profile", "ci", "--chapter", "01", "-p", "no_such_thing", "3"], "has no parameter(s) no_such_thing"),
+        (["run", "--chapter", "99"], "--chapter '99' matches no chapter"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, message, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_helpers_write_nothing_outside_the_book(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for key in (publish.OUTPUT_DIR_ENV, publish.CHAPTER_ENV):
+        monkeypatch.delenv(key, raising=False)
+    fig, ax = plt.subplots()
+    publish.figure(fig, "fig-1-1", "caption")
+    publish.table(pd.DataFrame({"a": [1]}), "tab-1-ref", "caption")
+    assert list(tmp_path.iterdir()) == []
+    assert not plt.get_fignums()
+
+
+def test_helpers_save_record_and_validate_ids(tmp_path, monkeypatch):
+    monkeypatch.setenv(publish.OUTPUT_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(publish.CHAPTER_ENV, "09_demo")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    publish.figure(fig, "fig-9-a", "A *caption*.")
+    publish.table(pd.DataFrame({"x|y": ["log|det|"], "v": [1.5]}), "tab-9-b", "Table\ncaption")
+    assert (tmp_path / "figures" / "fig-9-a.png").stat().st_size > 1000
+    assert pd.read_csv(tmp_path / "tables" / "tab-9-b.csv").columns.tolist() == ["x|y", "v"]
+    record = json.loads((tmp_path / "records" / "09_demo" / "tab-9-b.json").read_text())
+    assert record == {"id": "tab-9-b", "kind": "table", "chapter": "09_demo", "files": ["tables/tab-9-b.csv"], "caption": "Table caption"}
+    assert publish._escape_pipes(pd.DataFrame({"a|b": ["c|d"]})).to_markdown(index=False).count("\\|") == 2
+    with pytest.raises(ValueError, match="item_id must look like 'fig-<chapter>-<name>'"):
+        publish.figure(fig, "figure one", "caption")
+
+
+TINY_CHAPTER = textwrap.dedent(
+    '''\
+    ---
+    jupytext:
+      text_representation:
+        extension: .md
+        format_name: myst
+    kernelspec:
+      display_name: Python 3
+      language: python
+      name: python3
+    ---
+
+    # Tiny
+
+    ```{code-cell} ipython3
+    :tags: [parameters]
+
+    seed = 0
+    size = 3
+    ```
+
+    ```{code-cell} ipython3
+    :tags: [nbval-check-output]
+
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from lyapbook import book
+    fig, ax = plt.subplots()
+    ax.plot(range(size))
+    book.figure(fig, "fig-9-line", f"A line of {size} points.")
+    book.table(pd.DataFrame({"n": [size]}), "tab-9-size", "The size.")
+    print(size * 2)
+    ```
+
+    ```{glue:md} fig-9-line
+    :format: myst
+    ```
+    '''
+)
+
+
+@pytest.fixture
+def tiny_book(tmp_path):
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters" / "09_tiny.md").write_text(TINY_CHAPTER)
+    (tmp_path / "chapters" / "profiles.yml").write_text("ci:\n  09_tiny:\n    size: 5\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/09_tiny\n")
+    (tmp_path / "_config.yml").write_text("title: tiny\n")
+    (tmp_path / "intro.md").write_text("# Tiny book\n")
+    return tmp_path
+
+
+def test_runner_executes_and_writes_the_manifest(tiny_book):
+    assert book_root(tiny_book) == tiny_book
+    manifest = run_chapters(tiny_book, "ci", select_chapters(tiny_book, ["09"]))
+    out = tiny_book / "_build" / "ci"
+    assert set(manifest["items"]) == {"fig-9-line", "tab-9-size"}
+    item = manifest["items"]["fig-9-line"]
+    for field in ("chapter", "files", "profile", "parameters", "seed", "runtime_s", "git_commit", "packages", "device"):
+        assert field in item
+    assert item["parameters"] == {"seed": 0, "size": 5} and item["profile"] == "ci" and item["seed"] == 0
+    assert (out / item["files"][0]).is_file()
+    assert json.loads((out / "manifest.json").read_text())["chapters"]["09_tiny"]["parameters"]["size"] == 5
+    executed = (out / "chapters" / "09_tiny.ipynb").read_text()
+    assert "How this page was made" in executed and "Profile **ci**" in executed
+    assert (out / "intro.md").is_file() and (out / "_config.yml").is_file()
+    # Overrides are checked against the chapter before anything runs.
+    with pytest.raises(BookError, match="no parameter"):
+        run_chapters(tiny_book, "ci", select_chapters(tiny_book, ["09"]), {"sizes": 4})
+
+
+def test_nbval_preparation_needs_golden_outputs(tiny_book):
+    chapters = discover(tiny_book)
+    with pytest.raises(BookError, match="has no golden output.*run `make golden`"):
+        checks.prepare(tiny_book, chapters)
+    checks.record_golden(tiny_book, chapters)
+    golden = json.loads((tiny_book / "tests" / "golden" / "09_tiny.json").read_text())
+    assert [o["text"] for outputs in golden.values() for o in outputs if "text" in o] == ["10\n"]
+    (path,) = checks.prepare(tiny_book, chapters)
+    assert "size = 5" in path.read_text()
