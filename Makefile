@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed
 PROFILE ?= teaching
 CHAPTER ?=
 
-.PHONY: book run render test golden bench environment clean help
+.PHONY: book run render test golden environment clean help
 
 help:
 	@echo "make book [PROFILE=teaching|ci|paper] [CHAPTER=01]  execute chapters and render HTML into _build/<profile>/"
-	@echo "make test                                            unit tests + nbval over every chapter at the ci profile"
+	@echo "make test                                            the ci-profile book, unit tests, nbval over every chapter"
 	@echo "make golden                                          re-record the checked outputs in tests/golden/"
 	@echo "make environment                                     rewrite environment.yml from requirements.lock"
 
@@ -31,6 +31,7 @@ render: $(STAMP)
 	$(PY) -m lyapbook.book render --profile $(PROFILE)
 
 test: $(STAMP)
+	$(PY) -m lyapbook.book build --profile ci
 	$(PY) -m lyapbook.book nbval-prepare
 	$(PY) -m pytest tests _build/nbval --nbval-lax --nbval-current-env -p no:cacheprovider
 

@@ -94,6 +94,8 @@ def lyapunov_spectrum(
     system = _check_system(system)
     steps, inputs = _check_x(system, x)
     state = _check_h0(system, h0, inputs)
+    if inputs is not None:
+        inputs = inputs.to(dtype=state.dtype)
     batch, n = state.shape
     k = _check_schedule(n, steps, warmup, t_on, k)
     frame = _initial_frame(q0, batch, n, k, seed, state)
@@ -101,7 +103,7 @@ def lyapunov_spectrum(
     tiny = torch.finfo(state.dtype).tiny
     total = torch.zeros(batch, k, dtype=state.dtype, device=state.device)
     log_rs, frames, qr_steps = [], [], []
-    clamped = False
+    collapsed = torch.zeros((), dtype=torch.bool, device=state.device)  # checked once, at the end
     for t in range(steps):
         x_t = None if inputs is None else inputs[:, t]
         state, jac = system.step_with_jacobian(state, x_t)
@@ -114,8 +116,7 @@ def lyapunov_spectrum(
         if since_warmup % t_on and t + 1 < steps:
             continue
         frame, stretch = qr_stretch(frame)
-        if not clamped and bool((stretch < tiny).any()):
-            clamped = True
+        collapsed |= (stretch < tiny).any()
         log_r = stretch.clamp_min(tiny).log()
         total += log_r
         if ftle:
@@ -124,7 +125,7 @@ def lyapunov_spectrum(
         if q_vectors:
             frames.append(frame)
 
-    if clamped:
+    if bool(collapsed):
         warnings.warn(
             "a tangent vector collapsed to zero (R_ii = 0): its log stretch was clamped to "
             f"log({tiny:.1e}); the affected exponents are lower bounds",

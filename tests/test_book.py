@@ -1,6 +1,7 @@
 """The book machinery: profiles, chapters, publishing helpers, the runner and its errors."""
 
 import json
+import shutil
 import re
 import textwrap
 from pathlib import Path
@@ -16,6 +17,7 @@ from lyapbook.book import checks, publish
 from lyapbook.book.chapters import book_root, discover
 from lyapbook.book.cli import main
 from lyapbook.book.profiles import PROFILES, BookError, load_profiles, resolve_parameters
+from lyapbook.book.render import render_html
 from lyapbook.book.runner import run_chapters, select_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +136,12 @@ TINY_CHAPTER = textwrap.dedent(
     ```{glue:md} fig-9-line
     :format: myst
     ```
+
+    ```{glue:md} tab-9-size
+    :format: myst
+    ```
+
+    See {numref}`fig-9-line` and {numref}`tab-9-size`.
     '''
 )
 
@@ -144,7 +152,8 @@ def tiny_book(tmp_path):
     (tmp_path / "chapters" / "09_tiny.md").write_text(TINY_CHAPTER)
     (tmp_path / "chapters" / "profiles.yml").write_text("ci:\n  09_tiny:\n    size: 5\n")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/09_tiny\n")
-    (tmp_path / "_config.yml").write_text("title: tiny\n")
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy2(ROOT / name, tmp_path / name)
     (tmp_path / "intro.md").write_text("# Tiny book\n")
     return tmp_path
 
@@ -177,3 +186,17 @@ def test_nbval_preparation_needs_golden_outputs(tiny_book):
     assert [o["text"] for outputs in golden.values() for o in outputs if "text" in o] == ["10\n"]
     (path,) = checks.prepare(tiny_book, chapters)
     assert "size = 5" in path.read_text()
+
+
+def test_rendered_html_numbers_and_labels_each_item(tiny_book):
+    chapters = select_chapters(tiny_book, None)
+    with pytest.raises(BookError, match="not executed yet"):
+        render_html(tiny_book, "ci", chapters)
+    run_chapters(tiny_book, "ci", chapters)
+    index = render_html(tiny_book, "ci", chapters)
+    page = (index.parent / "chapters" / "09_tiny.html").read_text()
+    assert 'id="fig-9-line"' in page and 'id="tab-9-size"' in page
+    assert re.search(r'caption-number">Fig\. \d+ ', page) and re.search(r'caption-number">Table \d+ ', page)
+    assert "A line of 5 points." in page
+    assert 'href="#fig-9-line"' in page and 'href="#tab-9-size"' in page
+    assert "How this page was made" in page
