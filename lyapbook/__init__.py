@@ -4,9 +4,10 @@ The computing half of the lyapbook companion book to Vogt (2023). Start with
 :func:`lyapunov_spectrum` and the systems in :mod:`lyapbook.systems`.
 """
 
-from . import stats, systems
+from . import rnn, stats, systems
 from .lyapunov import LyapunovResult, lyapunov_spectrum
+from .rnn import jacobian
 
 __version__ = "0.1.0"
 
-__all__ = ["LyapunovResult", "lyapunov_spectrum", "stats", "systems", "__version__"]
+__all__ = ["LyapunovResult", "jacobian", "lyapunov_spectrum", "rnn", "stats", "systems", "__version__"]

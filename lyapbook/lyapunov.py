@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .orthonormalize import qr_stretch, random_orthonormal
+from .rnn import TorchRNN, as_system
 from .systems import DynamicalSystem
 
 __all__ = ["LyapunovResult", "lyapunov_spectrum"]
@@ -54,9 +55,9 @@ class LyapunovResult:
 
 
 def lyapunov_spectrum(
-    system: DynamicalSystem,
+    system: DynamicalSystem | torch.nn.Module,
     x: torch.Tensor | int,
-    h0: torch.Tensor | None = None,
+    h0: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
     *,
     warmup: int = 0,
     t_on: int = 1,
@@ -65,6 +66,7 @@ def lyapunov_spectrum(
     q_vectors: bool = False,
     q0: str | torch.Tensor = "random",
     seed: int = 0,
+    full_state: bool = False,
 ) -> LyapunovResult:
     """Lyapunov spectrum by the QR (Benettin) method, batched over initial conditions.
 
@@ -74,10 +76,13 @@ def lyapunov_spectrum(
     accumulated log stretch divided by the elapsed time ``steps * dt``.
 
     Args:
-        system: a :class:`~lyapbook.systems.DynamicalSystem`.
-        x: for a system driven by input, the inputs (batch, time, input_dim); for an autonomous
-            system, the number of steps as an int. The first ``warmup`` steps of it are warm-up.
-        h0: initial states (batch, state_dim); ``None`` takes ``system.initial_state``.
+        system: a :class:`~lyapbook.systems.DynamicalSystem`, or a recurrent network
+            (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``) taken with its own weights.
+        x: for a system driven by input, the inputs (batch, time, input_dim) (for a module,
+            in its own layout: time first unless ``batch_first``); for an autonomous system,
+            the number of steps as an int. The first ``warmup`` steps of it are warm-up.
+        h0: initial states (batch, state_dim), or a module's own state layout;
+            ``None`` takes ``system.initial_state`` (zeros for a network).
         warmup: steps that evolve state and Q without accumulating (Algorithm 2).
         t_on: re-orthonormalise every ``t_on`` steps (and always at the last step).
         k: keep the first k exponents (Q is state_dim x k); ``None`` keeps all.
@@ -87,16 +92,22 @@ def lyapunov_spectrum(
             dissertation's choice; it can miss exponents when J leaves coordinate subspaces
             invariant) or a tensor (batch, state_dim, k) with orthonormal columns.
         seed: seed of the random initial frame.
+        full_state: for an LSTM, the spectrum of the full (h, c) state instead of h alone.
 
     Returns:
         A :class:`LyapunovResult`.
     """
-    system = _check_system(system)
+    system = _check_system(system, full_state)
+    if isinstance(system, TorchRNN):
+        if isinstance(x, torch.Tensor):
+            x = system.inputs_from_module(x)
+        if isinstance(h0, tuple) or (isinstance(h0, torch.Tensor) and h0.ndim == 3):
+            h0 = system.state_from_module(h0)
     steps, inputs = _check_x(system, x)
     state = _check_h0(system, h0, inputs)
     if inputs is not None:
         inputs = inputs.to(dtype=state.dtype)
-    batch, n = state.shape
+    batch, n = state.shape[0], system.tangent_dim
     k = _check_schedule(n, steps, warmup, t_on, k)
     frame = _initial_frame(q0, batch, n, k, seed, state)
 
@@ -160,11 +171,13 @@ def lyapunov_spectrum(
     )
 
 
-def _check_system(system: object) -> DynamicalSystem:
+def _check_system(system: object, full_state: bool) -> DynamicalSystem:
+    if isinstance(system, torch.nn.Module):
+        return as_system(system, full_state)
     if not isinstance(system, DynamicalSystem):
         raise TypeError(
-            f"system must be a lyapbook.systems.DynamicalSystem, got {type(system).__name__}; "
-            "subclass DynamicalSystem (define state_dim, step and ideally jacobian) to use your own map"
+            f"system must be a lyapbook.systems.DynamicalSystem or a supported recurrent network, got "
+            f"{type(system).__name__}; subclass DynamicalSystem (state_dim, step, ideally jacobian) for your own map"
         )
     return system
 
@@ -233,7 +246,7 @@ def _check_schedule(n: int, steps: int, warmup: int, t_on: int, k: int | None) -
     if k is None:
         return n
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k must be an int in [1, {n}] (the state dimension), got {k!r}")
+        raise ValueError(f"k must be an int in [1, {n}] (the number of exponents, the tangent dimension), got {k!r}")
     return k
 
 

@@ -28,7 +28,9 @@ class DynamicalSystem:
     """A batched discrete-time system ``h_t = F(h_{t-1}, x_t)``.
 
     Subclasses set :attr:`state_dim`, :attr:`input_dim` (0 for autonomous systems) and
-    :attr:`dt`, and implement :meth:`step`. :meth:`jacobian` defaults to autograd
+    :attr:`dt`, and implement :meth:`step`. A system whose Jacobian covers only part of the
+    state it carries (an LSTM's hidden vector without its cell state) sets :attr:`tangent_dim`;
+    by default the Jacobian is over the whole state. :meth:`jacobian` defaults to autograd
     (``torch.func.vmap(torch.func.jacrev(step))``): correct for any differentiable ``step``,
     but slower than an analytic Jacobian, which subclasses should provide.
     """
@@ -37,12 +39,20 @@ class DynamicalSystem:
     input_dim: int = 0
     dt: float = 1.0
 
+    @property
+    def tangent_dim(self) -> int:
+        """Size of the space the Jacobian acts on: the number of Lyapunov exponents."""
+        return self.state_dim
+
     def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """Advance ``state`` (batch, state_dim) one step under input ``x`` (batch, input_dim)."""
         raise NotImplementedError
 
     def jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        """dF/dh at (state, x), shape (batch, state_dim, state_dim); autograd by default."""
+        """dF/dh at (state, x), shape (batch, tangent_dim, tangent_dim); autograd by default.
+
+        The autograd default assumes ``tangent_dim == state_dim``.
+        """
 
         def single(h: torch.Tensor, xt: torch.Tensor | None) -> torch.Tensor:
             return self.step(h.unsqueeze(0), None if xt is None else xt.unsqueeze(0)).squeeze(0)
