@@ -31,7 +31,7 @@ class LyapunovResult:
         ftle: (batch, n_qr, k) running finite-time exponents, cumulative log stretch divided by
             elapsed time, in the order of Q's columns (with ``ftle=True``).
         log_r: (batch, n_qr, k) log|R_ii| at each QR step, column order (with ``ftle=True``).
-        q: (batch, n_qr, state_dim, k) the orthonormal frame after each QR step
+        q: (batch, n_qr, tangent_dim, k) the orthonormal frame after each QR step
             (with ``q_vectors=True``).
     """
 

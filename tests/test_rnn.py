@@ -38,14 +38,8 @@ def module_step(system, state, x_t):
     return system.state_from_module(new)
 
 
-def tangent_columns(system):
-    """Indices of the carried state that the Jacobian differentiates."""
-    idx = torch.arange(system.state_dim).reshape(system.layers, system.layer_state)
-    return idx[:, : system.layer_tangent].reshape(-1)
-
-
 def autograd_jacobian(system, state, x_t):
-    cols = tangent_columns(system)
+    cols = system.tangent_index()
 
     def f(tangent):
         full = state.clone()

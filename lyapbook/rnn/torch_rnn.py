@@ -74,6 +74,11 @@ class TorchRNN(DynamicalSystem):
     def tangent_dim(self) -> int:
         return self.layers * self.layer_tangent
 
+    def tangent_index(self) -> torch.Tensor:
+        """(tangent_dim,) positions in the carried state of the coordinates J differentiates."""
+        index = torch.arange(self.state_dim).reshape(self.layers, self.layer_state)
+        return index[:, : self.layer_tangent].reshape(-1)
+
     # ----------------------------------------------------------------------------------------
     # Conversions between the module's conventions and the system's (batch, ...) layout.
 
