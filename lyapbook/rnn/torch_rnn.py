@@ -231,11 +231,15 @@ def _lstm_layer(weights, state, x, with_jacobian, kind, full_state, need_input):
     coef_c = torch.cat([g * i * (1.0 - i), c * f * (1.0 - f), i * (1.0 - g * g)], dim=-1)
     coef_o = tanh_c * o * (1.0 - o)
 
-    def wrt(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        per_gate = _scaled(coef_c, weight[: 3 * n])
-        dc = per_gate[:, :n] + per_gate[:, n : 2 * n] + per_gate[:, 2 * n :]
-        dh = _scaled(dtanh, dc) + _scaled(coef_o, weight[3 * n :])
-        return dh, dc
+    def gate_sum(coef: torch.Tensor, weight: torch.Tensor, gates: int) -> torch.Tensor:
+        """sum_g diag(coef_g) W_g over ``gates`` stacked gate blocks: (batch, n, columns)."""
+        return _scaled(coef, weight[: gates * n]).unflatten(1, (gates, n)).sum(dim=1)
+
+    def wrt(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not full_state:  # dh'/dv alone: fold o (1 - tanh^2) into the c-gate coefficients
+            return gate_sum(torch.cat([coef_c * dtanh.repeat(1, 3), coef_o], dim=-1), weight, 4), None
+        dc = gate_sum(coef_c, weight, 3)
+        return _scaled(dtanh, dc) + _scaled(coef_o, weight[3 * n :]), dc
 
     dh_dh, dc_dh = wrt(weights.w_hh)
     if full_state:
