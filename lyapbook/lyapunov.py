@@ -85,7 +85,7 @@ def lyapunov_spectrum(
             ``None`` takes ``system.initial_state`` (zeros for a network).
         warmup: steps that evolve state and Q without accumulating (Algorithm 2).
         t_on: re-orthonormalise every ``t_on`` steps (and always at the last step).
-        k: keep the first k exponents (Q is state_dim x k); ``None`` keeps all.
+        k: keep the first k exponents (Q is tangent_dim x k); ``None`` keeps all.
         ftle: also return running finite-time exponents and log|R_ii| at every QR step.
         q_vectors: also return Q after every QR step.
         q0: ``"random"`` (a seeded random orthonormal frame, the default), ``"identity"`` (the
@@ -115,26 +115,27 @@ def lyapunov_spectrum(
     total = torch.zeros(batch, k, dtype=state.dtype, device=state.device)
     log_rs, frames, qr_steps = [], [], []
     collapsed = torch.zeros((), dtype=torch.bool, device=state.device)  # checked once, at the end
-    for t in range(steps):
-        x_t = None if inputs is None else inputs[:, t]
-        state, jac = system.step_with_jacobian(state, x_t)
-        frame = jac @ frame
-        if t < warmup:
-            if t + 1 == warmup or (t + 1) % t_on == 0:
-                frame, _ = qr_stretch(frame)
-            continue
-        since_warmup = t + 1 - warmup
-        if since_warmup % t_on and t + 1 < steps:
-            continue
-        frame, stretch = qr_stretch(frame)
-        collapsed |= (stretch < tiny).any()
-        log_r = stretch.clamp_min(tiny).log()
-        total += log_r
-        if ftle:
-            log_rs.append(log_r)
-            qr_steps.append(since_warmup)
-        if q_vectors:
-            frames.append(frame)
+    with torch.no_grad():  # a spectrum is not differentiated; no graph may grow over the run
+        for t in range(steps):
+            x_t = None if inputs is None else inputs[:, t]
+            state, jac = system.step_with_jacobian(state, x_t)
+            frame = jac @ frame
+            if t < warmup:
+                if t + 1 == warmup or (t + 1) % t_on == 0:
+                    frame, _ = qr_stretch(frame)
+                continue
+            since_warmup = t + 1 - warmup
+            if since_warmup % t_on and t + 1 < steps:
+                continue
+            frame, stretch = qr_stretch(frame)
+            collapsed |= (stretch < tiny).any()
+            log_r = stretch.clamp_min(tiny).log()
+            total += log_r
+            if ftle:
+                log_rs.append(log_r)
+                qr_steps.append(since_warmup)
+            if q_vectors:
+                frames.append(frame)
 
     if bool(collapsed):
         warnings.warn(

@@ -182,3 +182,24 @@ def test_input_driven_system_uses_x_and_autograd_fallback():
 def test_bad_input_is_rejected_with_a_message_naming_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+class Scaled(DynamicalSystem):
+    """h -> a h with a trainable a: the engine must not build an autograd graph over the run."""
+
+    state_dim = 1
+
+    def __init__(self):
+        self.a = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+
+    def step(self, state, x=None):
+        return self.a * state
+
+    def jacobian(self, state, x=None):
+        return self.a.expand(state.shape[0], 1, 1)
+
+
+def test_no_graph_is_built_for_trainable_parameters():
+    result = lyapbook.lyapunov_spectrum(Scaled(), 50, torch.ones(2, 1, dtype=torch.float64))
+    assert not result.per_sequence.requires_grad and not result.final_state.requires_grad
+    assert result.exponents.item() == pytest.approx(math.log(0.5))
