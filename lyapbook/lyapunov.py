@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .orthonormalize import qr_stretch, random_orthonormal
+from .orthonormalize import TangentFrame, random_orthonormal
 from .rnn import TorchRNN, as_system
 from .systems import DynamicalSystem
 
@@ -109,7 +109,7 @@ def lyapunov_spectrum(
         inputs = inputs.to(dtype=state.dtype)
     batch, n = state.shape[0], system.tangent_dim
     k = _check_schedule(n, steps, warmup, t_on, k)
-    frame = _initial_frame(q0, batch, n, k, seed, state)
+    frame = TangentFrame(_initial_frame(q0, batch, n, k, seed, state))
 
     tiny = torch.finfo(state.dtype).tiny
     total = torch.zeros(batch, k, dtype=state.dtype, device=state.device)
@@ -119,15 +119,15 @@ def lyapunov_spectrum(
         for t in range(steps):
             x_t = None if inputs is None else inputs[:, t]
             state, jac = system.step_with_jacobian(state, x_t)
-            frame = jac @ frame
+            frame.propagate(jac)
             if t < warmup:
                 if t + 1 == warmup or (t + 1) % t_on == 0:
-                    frame, _ = qr_stretch(frame)
+                    frame.reorthonormalize()
                 continue
             since_warmup = t + 1 - warmup
             if since_warmup % t_on and t + 1 < steps:
                 continue
-            frame, stretch = qr_stretch(frame)
+            stretch = frame.reorthonormalize()
             collapsed |= (stretch < tiny).any()
             log_r = stretch.clamp_min(tiny).log()
             total += log_r
@@ -135,7 +135,7 @@ def lyapunov_spectrum(
                 log_rs.append(log_r)
                 qr_steps.append(since_warmup)
             if q_vectors:
-                frames.append(frame)
+                frames.append(frame.matrix())
 
     if bool(collapsed):
         warnings.warn(
