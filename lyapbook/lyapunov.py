@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .orthonormalize import TangentFrame, random_orthonormal
-from .rnn import TorchRNN, as_system
+from .rnn import CellSystem, TorchRNN, as_system
 from .systems import DynamicalSystem
 
 __all__ = ["LyapunovResult", "lyapunov_spectrum"]
@@ -92,17 +92,17 @@ def lyapunov_spectrum(
             dissertation's choice; it can miss exponents when J leaves coordinate subspaces
             invariant) or a tensor (batch, state_dim, k) with orthonormal columns.
         seed: seed of the random initial frame.
-        full_state: for an LSTM, the spectrum of the full (h, c) state instead of h alone.
+        full_state: the spectrum of the full state (LSTM (h, c); coRNN and LEM (y, z)) instead
+            of the hidden vector alone.
 
     Returns:
         A :class:`LyapunovResult`.
     """
     system = _check_system(system, full_state)
-    if isinstance(system, TorchRNN):
-        if isinstance(x, torch.Tensor):
-            x = system.inputs_from_module(x)
-        if isinstance(h0, tuple) or (isinstance(h0, torch.Tensor) and h0.ndim == 3):
-            h0 = system.state_from_module(h0)
+    if isinstance(system, (TorchRNN, CellSystem)) and isinstance(x, torch.Tensor):
+        x = system.inputs_from_module(x)
+    if isinstance(system, TorchRNN) and (isinstance(h0, tuple) or (isinstance(h0, torch.Tensor) and h0.ndim == 3)):
+        h0 = system.state_from_module(h0)
     steps, inputs = _check_x(system, x)
     state = _check_h0(system, h0, inputs)
     if inputs is not None:

@@ -6,11 +6,19 @@ import torch
 from torch import nn
 
 from ..systems import DynamicalSystem
+from .cell_system import CellSystem
+from .cells import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN, Rank1Reservoir, RecurrentCell
 from .torch_rnn import TorchRNN
 
-__all__ = ["TorchRNN", "as_system", "jacobian"]
+__all__ = [
+    "AntisymmetricRNN", "CellSystem", "CoRNN", "LEM", "LipschitzRNN", "NoisyRNN", "Rank1Reservoir",
+    "RecurrentCell", "TorchRNN", "as_system", "jacobian",
+]
 
-SUPPORTED = "nn.RNN (tanh, relu), nn.LSTM, nn.GRU, or a lyapbook.systems.DynamicalSystem"
+SUPPORTED = (
+    "nn.RNN (tanh, relu), nn.LSTM, nn.GRU, lyapbook's cells (AntisymmetricRNN, CoRNN, LipschitzRNN, "
+    "NoisyRNN, LEM, Rank1Reservoir), or a lyapbook.systems.DynamicalSystem"
+)
 
 
 def as_system(model: object, full_state: bool = False) -> DynamicalSystem:
@@ -19,6 +27,8 @@ def as_system(model: object, full_state: bool = False) -> DynamicalSystem:
         return model
     if isinstance(model, (nn.RNN, nn.LSTM, nn.GRU)):
         return TorchRNN(model, full_state=full_state)
+    if isinstance(model, RecurrentCell):
+        return CellSystem(model, full_state=full_state)
     kind = type(model).__name__
     raise TypeError(f"model: {kind} is not supported; lyapunov_spectrum takes {SUPPORTED}")
 
@@ -28,10 +38,11 @@ def jacobian(model: object, h: torch.Tensor | tuple, x_t: torch.Tensor | None = 
 
     Args:
         model: a supported module or a :class:`~lyapbook.systems.DynamicalSystem`.
-        h: (batch, state_dim), or the module's own state layout ((layers, batch, hidden), or a
-            tuple (h, c) for an LSTM).
+        h: (batch, state_dim), or a PyTorch module's own state layout ((layers, batch, hidden),
+            or a tuple (h, c) for an LSTM).
         x_t: (batch, input_size) input at this step.
-        full_state: for an LSTM, differentiate (h, c) rather than h alone.
+        full_state: differentiate the full state (LSTM (h, c); coRNN and LEM (y, z)) rather
+            than the hidden vector alone.
 
     Returns:
         (batch, n, n) with n the tangent dimension (layers x hidden, or x 2 for an LSTM's full state).

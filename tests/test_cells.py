@@ -1,0 +1,126 @@
+"""lyapbook's recurrent cells: analytic Jacobians against autograd, training, and spectra."""
+
+import pytest
+import torch
+
+import lyapbook
+from lyapbook.rnn import LEM, AntisymmetricRNN, CellSystem, CoRNN, LipschitzRNN, NoisyRNN, Rank1Reservoir
+
+CELLS = {
+    "asrnn": lambda: AntisymmetricRNN(3, 6, eps=0.5, gamma=0.1),
+    "cornn": lambda: CoRNN(3, 6, dt=0.3),
+    "lipschitz": lambda: LipschitzRNN(3, 6, dt=0.3),
+    "noisy": lambda: NoisyRNN(3, 6, dt=0.3),
+    "lem": lambda: LEM(3, 6, dt=0.7),
+    "reservoir": lambda: Rank1Reservoir(6, g=1.5, input_size=3),
+    "reservoir_autonomous": lambda: Rank1Reservoir(6, g=1.5),
+}
+
+
+def make(name):
+    torch.manual_seed(0)
+    cell = CELLS[name]().double().eval()
+    if isinstance(cell, Rank1Reservoir):
+        with torch.no_grad():
+            cell.w_out.normal_(0.0, 0.3)  # a trained-looking readout, so the feedback is active
+    return cell
+
+
+def autograd_jacobian(cell, state, x_t, n):
+    def f(tangent):
+        full = torch.cat([tangent, state[:, n:]], dim=-1)
+        return cell.cell_step(full, x_t)[:, :n]
+
+    full_jac = torch.autograd.functional.jacobian(f, state[:, :n])
+    rows = torch.arange(state.shape[0])
+    return full_jac[rows, :, rows, :]
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("full_state", [False, True])
+def test_cell_jacobian_matches_autograd(name, full_state):
+    cell = make(name)
+    state = torch.randn(4, cell.state_size, dtype=torch.float64)
+    x_t = torch.randn(4, 3, dtype=torch.float64) if cell.input_size else None
+    new_state, jac = cell.step_with_jacobian(state, x_t, full_state)
+    assert torch.allclose(new_state, cell.cell_step(state, x_t), rtol=0, atol=1e-13)
+    n = cell.tangent_size(full_state)
+    expected = autograd_jacobian(cell, state, x_t, n)
+    assert jac.shape == expected.shape == (4, n, n)
+    assert (jac - expected).abs().max() <= 1e-10 * expected.abs().max()
+
+
+@pytest.mark.parametrize("name", [n for n in CELLS if n != "reservoir_autonomous"])
+def test_cells_train_like_pytorch_rnns(name):
+    torch.manual_seed(1)
+    cell = CELLS[name]().train()
+    head = torch.nn.Linear(cell.hidden_size, 1) if not isinstance(cell, Rank1Reservoir) else None
+    x = torch.randn(8, 12, 3)
+    target = x[:, :, :1].cumsum(dim=1) * 0.1
+    parameters = list(cell.parameters()) + (list(head.parameters()) if head else [])
+    optimizer = torch.optim.Adam(parameters, lr=1e-2)
+
+    def loss_value():
+        outputs, final = cell(x)
+        assert outputs.shape[:2] == (8, 12) and final.shape == (8, cell.state_size)
+        prediction = head(outputs) if head else outputs
+        return torch.nn.functional.mse_loss(prediction, target)
+
+    torch.manual_seed(2)
+    first = loss_value()
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = loss_value()
+        loss.backward()
+        optimizer.step()
+    torch.manual_seed(2)
+    assert loss_value().item() < first.item()
+
+
+def test_noisy_rnn_is_noisy_only_in_training():
+    cell = NoisyRNN(3, 5, dt=0.3, sigma_add=0.5).double()
+    state, x_t = torch.randn(2, 5, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    cell.eval()
+    assert torch.equal(cell.cell_step(state, x_t), cell.cell_step(state, x_t))
+    cell.train()
+    assert not torch.equal(cell.cell_step(state, x_t), cell.cell_step(state, x_t))
+    assert torch.allclose(cell.step_with_jacobian(state, x_t)[0], LipschitzRNN.cell_step(cell, state, x_t))
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_sum_of_exponents_is_mean_log_det(name):
+    cell = make(name)
+    system = CellSystem(cell, full_state=True)
+    steps = 60
+    x = torch.randn(2, steps, 3, dtype=torch.float64) if cell.input_size else steps
+    state = system.initial_state(2)
+    result = lyapbook.lyapunov_spectrum(cell, x, state, full_state=True, warmup=5, t_on=3)
+    log_det = []
+    for t in range(steps):
+        state, jac = system.step_with_jacobian(state, x[:, t] if cell.input_size else None)
+        if t >= 5:
+            log_det.append(torch.linalg.slogdet(jac).logabsdet)
+    assert torch.allclose(result.per_sequence.sum(dim=1), torch.stack(log_det, 1).mean(1), atol=1e-9)
+
+
+def test_antisymmetric_rnn_without_diffusion_is_near_neutral():
+    # eps small, gamma = 0: J = I + eps diag(tanh') (W - W^T) has eigenvalues near the unit circle.
+    torch.manual_seed(0)
+    cell = AntisymmetricRNN(3, 16, eps=0.01, gamma=0.0).double()
+    result = lyapbook.lyapunov_spectrum(cell, torch.randn(4, 300, 3, dtype=torch.float64))
+    assert result.exponents.abs().max() < 5e-3
+
+
+def test_reservoir_chaos_grows_with_gain():
+    low = lyapbook.lyapunov_spectrum(Rank1Reservoir(200, g=0.5).double(), 1500, warmup=500, k=3)
+    high = lyapbook.lyapunov_spectrum(Rank1Reservoir(200, g=1.8).double(), 1500, warmup=500, k=3)
+    assert low.exponents[0] < 0 < high.exponents[0]
+
+
+def test_dtype_mismatch_and_bad_input_are_rejected():
+    with pytest.raises(TypeError, match="model's parameters are torch.float32"):
+        lyapbook.lyapunov_spectrum(CoRNN(3, 4), torch.zeros(1, 5, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, time, 3\)"):
+        lyapbook.lyapunov_spectrum(CoRNN(3, 4), torch.zeros(1, 5, 2))
+    with pytest.raises(ValueError, match="hidden_size must be >= 1"):
+        LEM(3, 0)
