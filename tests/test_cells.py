@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import lyapbook
-from lyapbook.rnn import LEM, AntisymmetricRNN, CellSystem, CoRNN, LipschitzRNN, NoisyRNN, Rank1Reservoir
+from lyapbook.rnn import LEM, AntisymmetricRNN, CellSystem, CoRNN, LipschitzRNN, NoisyRNN, Rank1Reservoir, StackedCells
 
 CELLS = {
     "asrnn": lambda: AntisymmetricRNN(3, 6, eps=0.5, gamma=0.1),
@@ -124,3 +124,62 @@ def test_dtype_mismatch_and_bad_input_are_rejected():
         lyapbook.lyapunov_spectrum(CoRNN(3, 4), torch.zeros(1, 5, 2))
     with pytest.raises(ValueError, match="hidden_size must be >= 1"):
         LEM(3, 0)
+
+
+STACKABLE = {
+    "asrnn": lambda m, n, bias: AntisymmetricRNN(m, n, eps=0.5, gamma=0.1, bias=bias),
+    "cornn": lambda m, n, bias: CoRNN(m, n, dt=0.3, bias=bias),
+    "lipschitz": lambda m, n, bias: LipschitzRNN(m, n, dt=0.3, bias=bias),
+    "lem": lambda m, n, bias: LEM(m, n, dt=0.7, bias=bias),
+}
+
+
+def stack_step(cells, state, x_t):
+    """One step of the stack through each cell's differentiable cell_step."""
+    new, start, layer_input = [], 0, x_t
+    for cell in cells:
+        layer_new = cell.cell_step(state[:, start : start + cell.state_size], layer_input)
+        new.append(layer_new)
+        layer_input = layer_new[:, : cell.hidden_size]
+        start += cell.state_size
+    return torch.cat(new, dim=-1)
+
+
+@pytest.mark.parametrize("name", STACKABLE)
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("full_state", [False, True])
+def test_stacked_cell_jacobians_match_autograd(name, layers, bias, full_state):
+    torch.manual_seed(layers)
+    sizes = [3, 5, 4, 6][: layers + 1]
+    cells = [STACKABLE[name](sizes[k], sizes[k + 1], bias).double().eval() for k in range(layers)]
+    stack = StackedCells(cells)
+    system = CellSystem(stack, full_state=full_state)
+    state = torch.randn(3, system.state_dim, dtype=torch.float64)
+    x_t = torch.randn(3, 3, dtype=torch.float64)
+    new_state, jac = system.step_with_jacobian(state, x_t)
+    assert torch.allclose(new_state, stack_step(cells, state, x_t), rtol=0, atol=1e-13)
+    index = system.tangent_index()
+
+    def f(tangent):
+        return stack_step(cells, state.index_copy(1, index, tangent), x_t)[:, index]
+
+    full_jac = torch.autograd.functional.jacobian(f, state[:, index])
+    rows = torch.arange(3)
+    expected = full_jac[rows, :, rows, :]
+    assert jac.shape == expected.shape == (3, system.tangent_dim, system.tangent_dim)
+    assert (jac - expected).abs().max() <= 1e-10 * expected.abs().max()
+
+
+def test_stack_forward_matches_its_system_and_rejects_mismatched_layers():
+    torch.manual_seed(0)
+    stack = StackedCells([LEM(3, 5), CoRNN(5, 4)], output_size=2).double().eval()
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    outputs, final = stack(x)
+    assert outputs.shape == (2, 7, 2)
+    result = lyapbook.lyapunov_spectrum(stack, x)
+    assert torch.allclose(result.final_state, final, atol=1e-12) and result.exponents.shape == (9,)
+    with pytest.raises(ValueError, match=r"cells\[1\].input_size is 4 but cells\[0\].hidden_size is 5"):
+        StackedCells([LEM(3, 5), CoRNN(4, 4)])
+    with pytest.raises(TypeError, match="stack AntisymmetricRNN"):
+        StackedCells([Rank1Reservoir(5)])

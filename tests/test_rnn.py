@@ -173,3 +173,30 @@ def test_nan_weights_are_rejected():
         module.weight_hh_l0[0, 0] = float("nan")
     with pytest.raises(ValueError, match="weight_hh_l0 contains NaN"):
         lyapbook.lyapunov_spectrum(module, torch.zeros(5, 1, 3))
+
+
+def test_t_on_and_precision_leave_the_leading_exponents_unchanged():
+    # QR every t_on steps factorises the same product, so in float64 only rounding differs; in
+    # float32 the strongly contracting end of the spectrum degrades first (dissertation Fig. 2.5).
+    module = make("lstm", layers=1, hidden=32)
+    x = torch.randn(200, 3, 3)
+    every = lyapbook.lyapunov_spectrum(module, x, warmup=50)
+    sparse = lyapbook.lyapunov_spectrum(module, x, warmup=50, t_on=5)
+    assert torch.allclose(every.exponents[:16], sparse.exponents[:16], atol=1e-8)
+    single = lyapbook.lyapunov_spectrum(module.float(), x.float(), warmup=50)
+    assert torch.allclose(single.exponents[:16].double(), every.exponents[:16], atol=1e-3)
+
+
+def test_reflector_frame_is_exact_on_an_ill_conditioned_product():
+    # J with singular values from 1 down to 1e-12: the frame's QR stays exact (Householder).
+    torch.manual_seed(5)
+    u, _ = torch.linalg.qr(torch.randn(8, 8))
+    v, _ = torch.linalg.qr(torch.randn(8, 8))
+    jac = u @ torch.diag(torch.logspace(0, -12, 8)) @ v.T
+    system = lyapbook.systems.Linear(jac)
+    q0 = lyapbook.orthonormalize.random_orthonormal(1, 8, 8, seed=0, dtype=torch.float64, device="cpu")
+    full = lyapbook.lyapunov_spectrum(system, 40, torch.ones(1, 8), q0=q0)
+    # k < n keeps an explicit Q; the same first 7 columns span the same nested subspaces.
+    explicit = lyapbook.lyapunov_spectrum(system, 40, torch.ones(1, 8), k=7, q0=q0[..., :7].contiguous())
+    assert torch.allclose(full.exponents[:7], explicit.exponents, atol=1e-8)
+    assert torch.allclose(full.exponents, system.exact_exponents(), atol=0.5)  # 40 steps: close, not converged

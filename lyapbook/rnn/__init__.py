@@ -7,17 +7,17 @@ from torch import nn
 
 from ..systems import DynamicalSystem
 from .cell_system import CellSystem
-from .cells import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN, Rank1Reservoir, RecurrentCell
+from .cells import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN, Rank1Reservoir, RecurrentCell, StackedCells
 from .torch_rnn import TorchRNN
 
 __all__ = [
     "AntisymmetricRNN", "CellSystem", "CoRNN", "LEM", "LipschitzRNN", "NoisyRNN", "Rank1Reservoir",
-    "RecurrentCell", "TorchRNN", "as_system", "jacobian",
+    "RecurrentCell", "StackedCells", "TorchRNN", "as_system", "jacobian",
 ]
 
 SUPPORTED = (
     "nn.RNN (tanh, relu), nn.LSTM, nn.GRU, lyapbook's cells (AntisymmetricRNN, CoRNN, LipschitzRNN, "
-    "NoisyRNN, LEM, Rank1Reservoir), or a lyapbook.systems.DynamicalSystem"
+    "NoisyRNN, LEM, Rank1Reservoir, StackedCells), or a lyapbook.systems.DynamicalSystem"
 )
 
 
@@ -27,7 +27,7 @@ def as_system(model: object, full_state: bool = False) -> DynamicalSystem:
         return model
     if isinstance(model, (nn.RNN, nn.LSTM, nn.GRU)):
         return TorchRNN(model, full_state=full_state)
-    if isinstance(model, RecurrentCell):
+    if isinstance(model, (RecurrentCell, StackedCells)):
         return CellSystem(model, full_state=full_state)
     kind = type(model).__name__
     raise TypeError(f"model: {kind} is not supported; lyapunov_spectrum takes {SUPPORTED}")

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["RecurrentCell", "AntisymmetricRNN", "CoRNN", "LipschitzRNN", "NoisyRNN", "LEM", "Rank1Reservoir"]
+__all__ = ["RecurrentCell", "AntisymmetricRNN", "CoRNN", "LipschitzRNN", "NoisyRNN", "LEM", "Rank1Reservoir", "StackedCells"]
 
 
 def _scaled(coef: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -69,6 +69,13 @@ class RecurrentCell(nn.Module):
         self, state: torch.Tensor, x_t: torch.Tensor | None, full_state: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step without noise and its analytic Jacobian (batch, n, n), n = tangent_size."""
+        new_state, jac, _ = self.step_with_jacobians(state, x_t, full_state, need_input=False)
+        return new_state, jac
+
+    def step_with_jacobians(
+        self, state: torch.Tensor, x_t: torch.Tensor | None, full_state: bool = False, need_input: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """As :meth:`step_with_jacobian`, plus d(tangent)/d(x_t) (batch, n, input_size) if ``need_input``."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,11 +105,11 @@ class AntisymmetricRNN(RecurrentCell):
     circle; ``gamma`` (diffusion) damps, ``eps`` is the step size.
     """
 
-    def __init__(self, input_size, hidden_size, *, eps=0.01, gamma=0.01, output_size=None, batch_first=True, init_scale=None):
+    def __init__(self, input_size, hidden_size, *, eps=0.01, gamma=0.01, bias=True, output_size=None, batch_first=True, init_scale=None):
         super().__init__(input_size, hidden_size, output_size, batch_first)
         self.eps, self.gamma = float(eps), float(gamma)
         self.W = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        self.V = nn.Linear(input_size, hidden_size) if input_size else None
+        self.V = nn.Linear(input_size, hidden_size, bias=bias) if input_size else None
         nn.init.normal_(self.W, 0.0, 1.0 / math.sqrt(hidden_size))
         if init_scale is not None:
             _uniform_(self, init_scale)
@@ -116,11 +123,12 @@ class AntisymmetricRNN(RecurrentCell):
         return state + self.eps * torch.tanh(pre)
 
     @torch.no_grad()
-    def step_with_jacobian(self, state, x_t, full_state=False):
+    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
         matrix = self.recurrent_matrix().to(state.dtype)
         activation = torch.tanh(state @ matrix.T + self._drive(self.V, x_t, state))
-        jac = _scaled(self.eps * (1.0 - activation * activation), matrix)
-        return state + self.eps * activation, _plus_diagonal(jac, 1.0)
+        slope = self.eps * (1.0 - activation * activation)
+        wrt_input = _scaled(slope, self.V.weight) if need_input else None
+        return state + self.eps * activation, _plus_diagonal(_scaled(slope, matrix), 1.0), wrt_input
 
 
 class CoRNN(RecurrentCell):
@@ -130,13 +138,13 @@ class CoRNN(RecurrentCell):
         y_t = y_{t-1} + dt z_t.
     """
 
-    def __init__(self, input_size, hidden_size, *, dt=0.042, gamma=2.7, eps=4.7, output_size=None, batch_first=True, init_scale=None):
+    def __init__(self, input_size, hidden_size, *, dt=0.042, gamma=2.7, eps=4.7, bias=True, output_size=None, batch_first=True, init_scale=None):
         super().__init__(input_size, hidden_size, output_size, batch_first)
         self.aux_size = hidden_size
         self.dt, self.gamma, self.eps = float(dt), float(gamma), float(eps)
         self.W = nn.Linear(hidden_size, hidden_size, bias=False)
         self.W_z = nn.Linear(hidden_size, hidden_size, bias=False)
-        self.V = nn.Linear(input_size, hidden_size) if input_size else None
+        self.V = nn.Linear(input_size, hidden_size, bias=bias) if input_size else None
         if init_scale is not None:
             _uniform_(self, init_scale)
 
@@ -152,18 +160,20 @@ class CoRNN(RecurrentCell):
         return torch.cat([new_y, new_z], dim=-1)
 
     @torch.no_grad()
-    def step_with_jacobian(self, state, x_t, full_state=False):
+    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
         y, z, activation, new_z, new_y = self._parts(state, x_t)
         slope = self.dt * (1.0 - activation * activation)
         dz_dy = _plus_diagonal(_scaled(slope, self.W.weight.to(state.dtype)), -self.dt * self.gamma)
         dy_dy = _plus_diagonal(self.dt * dz_dy, 1.0)
         new_state = torch.cat([new_y, new_z], dim=-1)
+        dz_du = _scaled(slope, self.V.weight) if need_input else None
         if not full_state:
-            return new_state, dy_dy
+            return new_state, dy_dy, None if dz_du is None else self.dt * dz_du
         dz_dz = _plus_diagonal(_scaled(slope, self.W_z.weight.to(state.dtype)), 1.0 - self.dt * self.eps)
         top = torch.cat([dy_dy, self.dt * dz_dz], dim=-1)
         bottom = torch.cat([dz_dy, dz_dz], dim=-1)
-        return new_state, torch.cat([top, bottom], dim=-2)
+        wrt_input = None if dz_du is None else torch.cat([self.dt * dz_du, dz_du], dim=-2)
+        return new_state, torch.cat([top, bottom], dim=-2), wrt_input
 
 
 class LipschitzRNN(RecurrentCell):
@@ -175,13 +185,13 @@ class LipschitzRNN(RecurrentCell):
 
     def __init__(
         self, input_size, hidden_size, *, dt=0.1, beta_a=0.75, gamma_a=0.001, beta_w=0.75, gamma_w=0.001,
-        output_size=None, batch_first=True, init_scale=None,
+        bias=True, output_size=None, batch_first=True, init_scale=None,
     ):
         super().__init__(input_size, hidden_size, output_size, batch_first)
         self.dt, self.beta_a, self.gamma_a, self.beta_w, self.gamma_w = map(float, (dt, beta_a, gamma_a, beta_w, gamma_w))
         self.M_A = nn.Parameter(torch.empty(hidden_size, hidden_size))
         self.M_W = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        self.U = nn.Linear(input_size, hidden_size) if input_size else None
+        self.U = nn.Linear(input_size, hidden_size, bias=bias) if input_size else None
         nn.init.normal_(self.M_A, 0.0, 1.0 / math.sqrt(hidden_size))
         nn.init.normal_(self.M_W, 0.0, 1.0 / math.sqrt(hidden_size))
         if init_scale is not None:
@@ -204,10 +214,12 @@ class LipschitzRNN(RecurrentCell):
         return state + self.dt * self._drift(state, x_t)[0]
 
     @torch.no_grad()
-    def step_with_jacobian(self, state, x_t, full_state=False):
+    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
         drift, activation, A, W = self._drift(state, x_t)
-        jac = _scaled(self.dt * (1.0 - activation * activation), W.to(state.dtype)) + self.dt * A.to(state.dtype)
-        return state + self.dt * drift, _plus_diagonal(jac, 1.0)
+        slope = self.dt * (1.0 - activation * activation)
+        jac = _scaled(slope, W.to(state.dtype)) + self.dt * A.to(state.dtype)
+        wrt_input = _scaled(slope, self.U.weight) if need_input else None
+        return state + self.dt * drift, _plus_diagonal(jac, 1.0), wrt_input
 
 
 class NoisyRNN(LipschitzRNN):
@@ -240,22 +252,22 @@ class LEM(RecurrentCell):
         y_n = (1 - dt'_n) y_{n-1} + dt'_n tanh(W_y z_n + V_y u_n + b_y).
     """
 
-    def __init__(self, input_size, hidden_size, *, dt=1.0, output_size=None, batch_first=True, init_scale=None):
+    def __init__(self, input_size, hidden_size, *, dt=1.0, bias=True, output_size=None, batch_first=True, init_scale=None):
         super().__init__(input_size, hidden_size, output_size, batch_first)
         self.aux_size = hidden_size
         self.dt = float(dt)
         n = hidden_size
         self.W = nn.Linear(n, 3 * n, bias=False)  # W_1, W_2, W_z stacked
         self.W_y = nn.Linear(n, n, bias=False)
-        self.V = nn.Linear(input_size, 4 * n) if input_size else None  # V_1, V_2, V_z, V_y (+ biases)
-        self.b = None if input_size else nn.Parameter(torch.zeros(4 * n))
+        self.V = nn.Linear(input_size, 4 * n, bias=bias) if input_size else None  # V_1, V_2, V_z, V_y (+ biases)
+        self.b = nn.Parameter(torch.zeros(4 * n)) if bias and not input_size else None
         if init_scale is not None:
             _uniform_(self, init_scale)
 
     def _parts(self, state, x_t):
         n = self.hidden_size
         y, z = state[:, :n], state[:, n:]
-        drive = self.V(x_t) if self.V is not None else self.b
+        drive = self.V(x_t) if self.V is not None else (self.b if self.b is not None else y.new_zeros(4 * n))
         from_y = self.W(y)
         gate1 = torch.sigmoid(from_y[:, :n] + drive[..., :n])
         gate2 = torch.sigmoid(from_y[:, n : 2 * n] + drive[..., n : 2 * n])
@@ -271,25 +283,37 @@ class LEM(RecurrentCell):
         return torch.cat([new_y, new_z], dim=-1)
 
     @torch.no_grad()
-    def step_with_jacobian(self, state, x_t, full_state=False):
+    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
         n = self.hidden_size
         y, z, gate1, gate2, tz, ty, new_z, new_y = self._parts(state, x_t)
         W = self.W.weight.to(state.dtype)
         W_y = self.W_y.weight.to(state.dtype)
         step1, step2 = self.dt * gate1, self.dt * gate2
         # dz_n/dy = diag(dt g1(1-g1)(tz - z)) W_1 + diag(dt_n (1 - tz^2)) W_z
-        dz_dy = _scaled(self.dt * gate1 * (1.0 - gate1) * (tz - z), W[:n]) + _scaled(step1 * (1.0 - tz * tz), W[2 * n :])
+        coef1 = self.dt * gate1 * (1.0 - gate1) * (tz - z)  # through dt_n
+        coef_z = step1 * (1.0 - tz * tz)  # through tanh(W_z y + V_z u + b_z)
+        coef2 = self.dt * gate2 * (1.0 - gate2) * (ty - y)  # through dt'_n
         through_z = step2 * (1.0 - ty * ty)  # dy_n/dz_n = diag(through_z) W_y
-        dy_dy = _scaled(self.dt * gate2 * (1.0 - gate2) * (ty - y), W[n : 2 * n]) + _scaled(through_z, W_y @ dz_dy)
+        # A variable v (y_{n-1} or u_n) enters through gate 1, gate 2, the z-candidate, the y-candidate:
+        # dz_n/dv = diag(coef1) M_1 + diag(coef_z) M_z,
+        # dy_n/dv = diag(coef2) M_2 + diag(through_z) (M_y + W_y dz_n/dv)   (M = W for y, V for u).
+        dz_dy = _scaled(coef1, W[:n]) + _scaled(coef_z, W[2 * n :])
+        dy_dy = _scaled(coef2, W[n : 2 * n]) + _scaled(through_z, W_y @ dz_dy)
         _plus_diagonal(dy_dy, 1.0 - step2)
         new_state = torch.cat([new_y, new_z], dim=-1)
+        wrt_input = None
+        if need_input:
+            V = self.V.weight
+            dz_du = _scaled(coef1, V[:n]) + _scaled(coef_z, V[2 * n : 3 * n])
+            dy_du = _scaled(coef2, V[n : 2 * n]) + _scaled(through_z, V[3 * n :] + W_y @ dz_du)
+            wrt_input = torch.cat([dy_du, dz_du], dim=-2) if full_state else dy_du
         if not full_state:
-            return new_state, dy_dy
+            return new_state, dy_dy, wrt_input
         dy_dz = _scaled(through_z, W_y) * (1.0 - step1).unsqueeze(-2)  # W_y diag(1 - dt_n)
         dz_dz = _plus_diagonal(state.new_zeros(state.shape[0], n, n), 1.0 - step1)
         top = torch.cat([dy_dy, dy_dz], dim=-1)
         bottom = torch.cat([dz_dy, dz_dz], dim=-1)
-        return new_state, torch.cat([top, bottom], dim=-2)
+        return new_state, torch.cat([top, bottom], dim=-2), wrt_input
 
 
 class Rank1Reservoir(RecurrentCell):
@@ -336,10 +360,54 @@ class Rank1Reservoir(RecurrentCell):
         return z.unsqueeze(-1), state
 
     @torch.no_grad()
-    def step_with_jacobian(self, state, x_t, full_state=False):
+    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
         rate = torch.tanh(state)
         matrix = self.effective_matrix().to(state.dtype)
         alpha = self.dt / self.tau
         new_state = state + alpha * (rate @ matrix.T + self._drive(self.W_in, x_t, state) - state)
         jac = alpha * matrix * (1.0 - rate * rate).unsqueeze(-2)  # column j scaled by tanh'(x_j)
-        return new_state, _plus_diagonal(jac, 1.0 - alpha)
+        wrt_input = alpha * self.W_in.weight.expand(state.shape[0], -1, -1) if need_input else None
+        return new_state, _plus_diagonal(jac, 1.0 - alpha), wrt_input
+
+
+class StackedCells(nn.Module):
+    """Layers of lyapbook cells, each fed the hidden sequence of the one below (like ``num_layers``).
+
+    ``forward(x, state=None)`` -> (outputs, final_state); the state is the layers' states
+    concatenated, layer 1 first, and the optional ``readout`` acts on the top layer's hidden
+    vectors. Every layer's input size must equal the hidden size of the layer below.
+    """
+
+    def __init__(self, cells: list[RecurrentCell], output_size: int | None = None):
+        super().__init__()
+        if not cells:
+            raise ValueError("cells: give at least one cell")
+        for k, cell in enumerate(cells):
+            if not isinstance(cell, RecurrentCell) or isinstance(cell, Rank1Reservoir):
+                raise TypeError(f"cells[{k}]: stack AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN or LEM cells")
+            if cell.readout is not None:
+                raise ValueError(f"cells[{k}]: a stacked cell has no readout of its own; give output_size to the stack")
+            if not cell.batch_first:
+                raise ValueError(f"cells[{k}]: stacked cells use batch_first=True")
+            if k and cell.input_size != cells[k - 1].hidden_size:
+                raise ValueError(
+                    f"cells[{k}].input_size is {cell.input_size} but cells[{k - 1}].hidden_size is "
+                    f"{cells[k - 1].hidden_size}; they must match"
+                )
+        self.cells = nn.ModuleList(cells)
+        self.input_size, self.hidden_size, self.batch_first = cells[0].input_size, cells[-1].hidden_size, True
+        self.readout = nn.Linear(self.hidden_size, output_size) if output_size else None
+
+    @property
+    def state_size(self) -> int:
+        return sum(cell.state_size for cell in self.cells)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        finals, start, sequence = [], 0, x
+        for cell in self.cells:
+            layer_state = None if state is None else state[:, start : start + cell.state_size]
+            sequence, final = cell(sequence, layer_state)
+            finals.append(final)
+            start += cell.state_size
+        outputs = self.readout(sequence) if self.readout is not None else sequence
+        return outputs, torch.cat(finals, dim=-1)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..systems import DynamicalSystem
+from .stack import advance_stack
 
 __all__ = ["TorchRNN"]
 
@@ -131,29 +132,17 @@ class TorchRNN(DynamicalSystem):
         return self._advance(state, x, with_jacobian=True)
 
     def _advance(self, state: torch.Tensor, x: torch.Tensor, with_jacobian: bool):
-        batch = state.shape[0]
-        per_layer = state.reshape(batch, self.layers, self.layer_state)
         layer_fn = {"LSTM": _lstm_layer, "GRU": _gru_layer}.get(self.kind, _rnn_layer)
-        new_states, rows = [], []
-        layer_input, input_rows = x, None
-        n_t = self.layer_tangent
-        jac = state.new_zeros(batch, self.tangent_dim, self.tangent_dim) if with_jacobian else None
-        for k in range(self.layers):
+
+        def layer(k: int):
             weights = self._weights(k, state)
-            new_state, own, wrt_input = layer_fn(
-                weights, per_layer[:, k], layer_input, with_jacobian, self.kind, self.full_state, need_input=k > 0
-            )
-            new_states.append(new_state)
-            if with_jacobian:
-                block = slice(k * n_t, (k + 1) * n_t)
-                jac[:, block, block] = own
-                if k > 0:
-                    # Eq. (2.6): d(layer k)/d(layers < k at t-1) = D_k @ d(h^{k-1}_t)/d(layers < k at t-1).
-                    jac[:, block, : k * n_t] = wrt_input @ input_rows
-                # Rows of dh^k_t (the next layer's input) over all earlier columns.
-                input_rows = jac[:, k * n_t : k * n_t + self.hidden, : (k + 1) * n_t]
-            layer_input = new_state[:, : self.hidden]
-        return torch.cat(new_states, dim=-1), jac
+            return lambda s, inp, need: layer_fn(weights, s, inp, with_jacobian, self.kind, self.full_state, need)
+
+        sizes = [self.layer_state] * self.layers
+        return advance_stack(
+            state, x, [layer(k) for k in range(self.layers)], sizes,
+            [self.layer_tangent] * self.layers, [self.hidden] * self.layers, with_jacobian,
+        )
 
 
 def _affine(weights: _Layer, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
