@@ -43,15 +43,16 @@ class TangentFrame:
     After a QR step the frame is kept as its Householder reflectors (``torch.geqrf``) instead of
     an explicit Q. The next product J Q is then one blocked ``torch.ormqr`` call, which skips
     forming Q (``householder_product``) and the separate J @ Q product: at n = 256 this is
-    about 1.7x cheaper per QR step on a CPU. It pays when all exponents are tracked (k = n);
+    about 1.8x cheaper per QR step on a CPU. It pays when all exponents are tracked (k = n);
     for k < n the explicit n x k frame and a plain product are cheaper, so that path is kept.
+    On other devices the explicit path is used: it has not been timed there yet.
     """
 
     def __init__(self, q: torch.Tensor):
         self._q: torch.Tensor | None = q
         self._reflectors: tuple[torch.Tensor, torch.Tensor] | None = None
         self.k = q.shape[-1]
-        self.implicit = q.shape[-1] == q.shape[-2]
+        self.implicit = q.shape[-1] == q.shape[-2] and q.device.type == "cpu"
 
     def propagate(self, jac: torch.Tensor) -> None:
         """Q <- J Q for J (batch, n, n)."""
