@@ -1,0 +1,166 @@
+"""The book's embedded datasets: small, deterministic, offline (DESIGN.md, "Data").
+
+Each loader returns tensors ready for training; shapes are in the docstrings. Which text ships
+offline: the English prose of Python's own help pages (the standard library's
+``pydoc_data.topics``, about 465,000 characters), so the character task needs nothing but
+Python itself. The dissertation's datasets (War and Peace, CMU motion capture, MNIST) are
+downloaded on demand by :mod:`lyapbook.tasks.download`, never by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["Split", "CharData", "char_data", "lorenz96_data", "digits_data", "four_sine", "DATASETS", "check_dataset"]
+
+DATASETS = {
+    "characters": ("pydoc",),
+    "signal": ("lorenz96",),
+    "digits": ("sklearn_digits",),
+}
+
+
+def check_dataset(task: str, name: str) -> None:
+    """Raise a one-line error naming the choices when ``name`` is not a dataset of ``task``."""
+    if task not in DATASETS:
+        raise ValueError(f"task: unknown {task!r}; choose one of {', '.join(DATASETS)}")
+    if name not in DATASETS[task]:
+        raise ValueError(f"dataset: {name!r} is not available for the {task} task here; choose one of {', '.join(DATASETS[task])}")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs and targets of one split; ``x`` (N, T, features) or (N, T) for token ids."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def _split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> list[np.ndarray]:
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"split must be three non-negative fractions summing to 1 (train, validation, test), got {fractions}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_train, n_val = int(round(fractions[0] * n)), int(round(fractions[1] * n))
+    return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
+
+
+@dataclass(frozen=True)
+class CharData:
+    """Character prediction: 100 input characters, predict the 101st (token ids)."""
+
+    vocabulary: str
+    train: Split
+    validation: Split
+    test: Split
+
+    def decode(self, ids: torch.Tensor) -> str:
+        return "".join(self.vocabulary[i] for i in ids.tolist())
+
+
+def _pydoc_text() -> str:
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def char_data(dataset: str = "pydoc", *, seq_len: int = 100, split=(0.8, 0.1, 0.1), seed: int = 0, max_chars: int | None = None) -> CharData:
+    """Non-overlapping windows of ``seq_len + 1`` characters, split at random (seeded).
+
+    Returns x (N, seq_len) int64 ids and y (N,) int64 ids of the next character per split.
+    """
+    check_dataset("characters", dataset)
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be at least 1, got {seq_len}")
+    text = _pydoc_text()
+    if max_chars is not None:
+        text = text[:max_chars]
+    vocabulary = "".join(sorted(set(text)))
+    lookup = {ch: i for i, ch in enumerate(vocabulary)}
+    ids = torch.tensor([lookup[ch] for ch in text], dtype=torch.int64)
+    windows = ids[: (len(ids) // (seq_len + 1)) * (seq_len + 1)].reshape(-1, seq_len + 1)
+    if len(windows) < 3:
+        raise ValueError(f"the text holds only {len(windows)} windows of {seq_len + 1} characters; lower seq_len")
+    parts = [Split(windows[i, :-1], windows[i, -1]) for i in map(torch.as_tensor, _split_indices(len(windows), split, seed))]
+    return CharData(vocabulary, *parts)
+
+
+def _lorenz96(n: int, forcing: float, dt: float, steps: int, seed: int) -> np.ndarray:
+    """RK4 integration of dx_i/dt = (x_{i+1} - x_{i-2}) x_{i-1} - x_i + F; returns (steps, n)."""
+
+    def field(x):
+        return (np.roll(x, -1) - np.roll(x, 2)) * np.roll(x, 1) - x + forcing
+
+    x = forcing + 0.01 * np.random.default_rng(seed).standard_normal(n)
+    out = np.empty((steps, n))
+    for t in range(steps):
+        k1 = field(x)
+        k2 = field(x + 0.5 * dt * k1)
+        k3 = field(x + 0.5 * dt * k2)
+        k4 = field(x + dt * k3)
+        x = x + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        out[t] = x
+    return out
+
+
+def lorenz96_data(*, features: int = 20, seq_len: int = 100, sequences: int = 200, forcing: float = 8.0, dt: float = 0.05,
+                  split=(0.8, 0.1, 0.1), seed: int = 0) -> tuple[Split, Split, Split]:
+    """Next-step prediction of a chaotic Lorenz-96 signal (the stand-in for CMU motion capture).
+
+    A transient of 1,000 steps is dropped, each dimension is normalised to zero mean and unit
+    variance, and the signal is cut into ``sequences`` windows: x (N, seq_len, features) and
+    y (N, seq_len, features) = x shifted by one step.
+    """
+    check_dataset("signal", "lorenz96")
+    if features < 4:
+        raise ValueError(f"features must be at least 4 for Lorenz-96, got {features}")
+    signal = _lorenz96(features, forcing, dt, 1000 + sequences * (seq_len + 1), seed)[1000:]
+    signal = (signal - signal.mean(0)) / signal.std(0)
+    windows = torch.tensor(signal, dtype=torch.float32).reshape(sequences, seq_len + 1, features)
+    return tuple(Split(windows[i, :-1], windows[i, 1:]) for i in map(torch.as_tensor, _split_indices(sequences, split, seed)))
+
+
+def digits_data(mode: str = "rows", *, split=(0.7, 0.1, 0.2), seed: int = 0) -> tuple[Split, Split, Split]:
+    """scikit-learn's 8x8 handwritten digits as sequences (the stand-in for sequential MNIST).
+
+    ``mode="rows"``: x (N, 8, 8), one image row per step. ``mode="pixels"``: x (N, 64, 1), one
+    pixel per step in a fixed random order (the permutation is seeded by 0, the same for every
+    split and run). Pixels are scaled to [0, 1]; y (N,) int64 labels 0-9.
+    """
+    check_dataset("digits", "sklearn_digits")
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images / 16.0, dtype=torch.float32)
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    if mode == "rows":
+        x = images
+    elif mode == "pixels":
+        permutation = torch.as_tensor(np.random.default_rng(0).permutation(64))
+        x = images.reshape(-1, 64)[:, permutation].unsqueeze(-1)
+    else:
+        raise ValueError(f"mode must be 'rows' or 'pixels', got {mode!r}")
+    return tuple(Split(x[i], labels[i]) for i in map(torch.as_tensor, _split_indices(len(x), split, seed)))
+
+
+def four_sine(seed: int, *, points: int = 1200, dt: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The random four-sine target of FORCE learning (dissertation ch. 3, Appendix A).
+
+    f(t) = sum_{i=1..4} a_i sin(w_i t), with integer angular frequencies w_i in [1, 6] (rad per
+    unit time) and integer amplitudes a_i in [1, 11], drawn from ``seed``; sampled at
+    t = 0, dt, ..., (points - 1) dt. Returns (t (points,), f (points,), {"frequencies", "amplitudes"}).
+    """
+    if points < 2 or dt <= 0:
+        raise ValueError(f"points must be >= 2 and dt > 0, got {points} and {dt}")
+    rng = np.random.default_rng(seed)
+    frequencies = rng.integers(1, 7, size=4)
+    amplitudes = rng.integers(1, 12, size=4)
+    t = np.arange(points) * dt
+    f = (amplitudes[:, None] * np.sin(frequencies[:, None] * t[None, :])).sum(0)
+    return (torch.tensor(t, dtype=torch.float64), torch.tensor(f, dtype=torch.float64),
+            {"frequencies": frequencies.tolist(), "amplitudes": amplitudes.tolist()})

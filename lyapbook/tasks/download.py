@@ -1,0 +1,71 @@
+"""Downloads for the dissertation's datasets: checksummed, atomic, and clear when offline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = ["DownloadError", "cache_dir", "fetch", "sha256_of"]
+
+CACHE_ENV = "LYAPBOOK_CACHE"
+
+
+class DownloadError(RuntimeError):
+    """A download failed, was refused (offline) or did not match its checksum."""
+
+
+def cache_dir() -> Path:
+    """``$LYAPBOOK_CACHE`` if set, else ``data/cache`` at the repository root."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "data" / "cache"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url: str, filename: str, sha256: str, *, folder: Path | None = None, timeout: float = 30.0) -> Path:
+    """Return the cached file ``filename``, downloading ``url`` first if it is not there.
+
+    The file is written to a temporary name in the same folder and renamed into place only once
+    its SHA-256 equals ``sha256``, so an interrupted or corrupted download never leaves a file
+    behind under the final name. A cached file with a wrong checksum is refused, not reused.
+    """
+    folder = Path(folder) if folder is not None else cache_dir()
+    target = folder / filename
+    if target.exists():
+        found = sha256_of(target)
+        if found != sha256:
+            raise DownloadError(
+                f"{target} has SHA-256 {found}, expected {sha256}: delete it and download again"
+            )
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        out.write(block)
+            except (urllib.error.URLError, OSError) as error:
+                raise DownloadError(
+                    f"could not download {url} ({error}). If this machine is offline, fetch the file "
+                    f"elsewhere and place it at {target}, or use the dataset's embedded default"
+                ) from None
+        found = sha256_of(Path(partial))
+        if found != sha256:
+            raise DownloadError(f"{url} gave SHA-256 {found}, expected {sha256}; nothing was kept")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target

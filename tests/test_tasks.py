@@ -1,0 +1,81 @@
+"""Embedded datasets (shapes, determinism) and the checksummed, atomic download helper."""
+
+import hashlib
+
+import pytest
+import torch
+
+from lyapbook.tasks import DownloadError, char_data, check_dataset, digits_data, fetch, four_sine, lorenz96_data
+
+
+def test_character_windows_predict_the_next_character():
+    data = char_data(seq_len=20, max_chars=20_000)
+    again = char_data(seq_len=20, max_chars=20_000)
+    assert data.train.x.shape[1] == 20 and data.train.x.dtype == torch.int64
+    assert len(data.train) + len(data.validation) + len(data.test) == 20_000 // 21
+    assert torch.equal(data.train.x, again.train.x) and torch.equal(data.test.y, again.test.y)
+    text = data.decode(data.train.x[0]) + data.decode(data.train.y[:1])
+    from lyapbook.tasks.data import _pydoc_text
+
+    assert text in _pydoc_text()[:20_000]
+
+
+def test_lorenz96_signal_is_normalised_and_shifted_by_one_step():
+    train, validation, test = lorenz96_data(sequences=20, seq_len=30)
+    assert train.x.shape == (16, 30, 20) and len(validation) == 2 and len(test) == 2
+    assert torch.equal(train.x[:, 1:], train.y[:, :-1])
+    everything = torch.cat([s.x for s in (train, validation, test)])
+    assert everything.mean().abs() < 0.2 and (everything.std() - 1).abs() < 0.2
+
+
+@pytest.mark.parametrize("mode, shape", [("rows", (8, 8)), ("pixels", (64, 1))])
+def test_digits_as_sequences(mode, shape):
+    train, validation, test = digits_data(mode)
+    assert train.x.shape[1:] == shape and len(train) + len(validation) + len(test) == 1797
+    assert set(train.y.tolist()) == set(range(10)) and 0.0 <= train.x.min() and train.x.max() <= 1.0
+    assert torch.equal(train.x, digits_data(mode)[0].x)
+
+
+def test_pixel_order_is_one_fixed_permutation_of_the_rows():
+    rows, pixels = digits_data("rows")[0], digits_data("pixels")[0]
+    assert torch.equal(rows.x.reshape(-1, 64).sort(dim=1).values, pixels.x.squeeze(-1).sort(dim=1).values)
+
+
+def test_four_sine_follows_the_dissertation():
+    t, f, info = four_sine(3)
+    assert t.shape == f.shape == (1200,) and t[1] - t[0] == pytest.approx(0.1)
+    assert all(1 <= w <= 6 for w in info["frequencies"]) and all(1 <= a <= 11 for a in info["amplitudes"])
+    assert f.abs().max() <= sum(info["amplitudes"])
+    assert not torch.equal(f, four_sine(4)[1])
+
+
+def test_unknown_datasets_are_named():
+    with pytest.raises(ValueError, match="dataset: 'war_and_peace' is not available for the characters task"):
+        check_dataset("characters", "war_and_peace")
+    with pytest.raises(ValueError, match="task: unknown 'speech'"):
+        check_dataset("speech", "x")
+    with pytest.raises(ValueError, match="mode must be 'rows' or 'pixels'"):
+        digits_data("columns")
+
+
+def test_download_verifies_the_checksum_and_keeps_nothing_on_mismatch(tmp_path):
+    source = tmp_path / "served.txt"
+    source.write_bytes(b"tangent vectors\n" * 100)
+    good = hashlib.sha256(source.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError, match="nothing was kept"):
+        fetch(source.as_uri(), "data.txt", "0" * 64, folder=cache)
+    assert list(cache.iterdir()) == []
+    path = fetch(source.as_uri(), "data.txt", good, folder=cache)
+    assert path.read_bytes() == source.read_bytes()
+    source.unlink()  # the second call is served from the cache
+    assert fetch(source.as_uri(), "data.txt", good, folder=cache) == path
+    path.write_bytes(b"tampered")
+    with pytest.raises(DownloadError, match="delete it and download again"):
+        fetch(source.as_uri(), "data.txt", good, folder=cache)
+
+
+def test_download_failure_says_what_to_do(tmp_path):
+    with pytest.raises(DownloadError, match="place it at .*data.txt, or use the dataset's embedded default"):
+        fetch((tmp_path / "missing.txt").as_uri(), "data.txt", "0" * 64, folder=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
