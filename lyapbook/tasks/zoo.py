@@ -1,0 +1,178 @@
+"""Zoos: many networks trained with sampled hyperparameters, one tidy row per network and epoch.
+
+Every network is an independent job. Results are cached on disk by ``joblib.Memory``, keyed by
+the network's full :class:`NetworkSpec`, so a second run of a finished sweep trains nothing and
+an interrupted sweep resumes with the networks it had not finished. Jobs run through
+``joblib.Parallel`` (local processes by default); on a cluster the same call runs under another
+joblib backend by configuration alone, e.g.::
+
+    from dask.distributed import Client
+    import joblib
+    client = Client("scheduler-address:8786")
+    with joblib.parallel_config(backend="dask"):
+        frame = run_zoo(specs)
+
+Hyperparameters are sampled as in the dissertation (ch. 3, Appendix A and its Table A1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import torch
+
+from ..lyapunov import lyapunov_spectrum
+from ..rnn import Rank1Reservoir
+from .data import Split, char_data, digits_data, four_sine
+from .download import cache_dir
+from .models import ARCHITECTURES, build_model
+from .training import force_train, spectrum_callback, train
+
+__all__ = ["NetworkSpec", "ZOOS", "PROFILES", "sample_specs", "train_network", "run_zoo"]
+
+# Init-parameter ranges of the sequential-MNIST zoo (dissertation ch. 3, Appendix A).
+SMNIST_INIT = {"lstm": (0.1, 3.0), "gru": (0.1, 3.0), "rnn": (0.1, 3.0), "asrnn": (0.1, 50.0), "cornn": (0.1, 30.0),
+               "lipschitz": (0.1, 20.0), "noisy": (0.1, 5.0), "lem": (0.1, 10.0)}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything that determines one trained network (and so its cache key)."""
+
+    zoo: str
+    task: str  # "digits_rows", "characters" or "four_sine"
+    arch: str
+    hidden: int
+    init_p: float
+    epochs: int
+    seed: int
+    lr: float = 1e-3
+    dropout: float = 0.0
+    batch_size: int = 64
+    train_size: int | None = None  # use the first n training sequences (None: all)
+    spectrum_epochs: tuple[int, ...] = ()
+    le_sequences: int = 10
+    le_warmup: int = 0
+    le_k: int | None = None
+
+
+# Per zoo and profile: networks per group and scale. teaching: each zoo in about 3 minutes on 2 cores.
+PROFILES = {
+    "smnist": {
+        "ci": dict(per_arch=1, archs=("gru", "lem"), hidden=8, epochs=1, train_size=128),
+        "teaching": dict(per_arch=4, archs=ARCHITECTURES, hidden=32, epochs=3, train_size=600),
+        "paper": dict(per_arch=200, archs=ARCHITECTURES, hidden=64, epochs=10, train_size=None),
+    },
+    "charrnn": {
+        "ci": dict(per_size=2, sizes=(8,), epochs=1, train_size=64),
+        "teaching": dict(per_size=6, sizes=(16, 32, 64), epochs=3, train_size=1000),
+        "paper": dict(per_size=300, sizes=(64, 128, 256, 512), epochs=15, train_size=None),
+    },
+    "target": {
+        "ci": dict(per_g=1, gains=(1.2, 1.8), hidden=100, epochs=3),
+        "teaching": dict(per_g=4, gains=tuple(np.round(np.arange(1.1, 2.01, 0.1), 1)), hidden=200, epochs=5),
+        "paper": dict(per_g=120, gains=tuple(np.round(np.arange(1.1, 2.01, 0.1), 1)), hidden=512, epochs=15),
+    },
+}
+ZOOS = tuple(PROFILES)
+
+
+def sample_specs(zoo: str, profile: str = "teaching", seed: int = 0) -> list[NetworkSpec]:
+    """The networks of ``zoo`` at ``profile`` scale, hyperparameters drawn from ``seed``."""
+    if zoo not in PROFILES:
+        raise ValueError(f"zoo: unknown {zoo!r}; choose one of {', '.join(ZOOS)}")
+    if profile not in PROFILES[zoo]:
+        raise ValueError(f"profile: unknown {profile!r}; choose one of {', '.join(PROFILES[zoo])}")
+    settings, rng, specs = PROFILES[zoo][profile], np.random.default_rng(seed), []
+    if zoo == "smnist":
+        for arch in settings["archs"]:
+            for _ in range(settings["per_arch"]):
+                low, high = SMNIST_INIT[arch]
+                specs.append(NetworkSpec(zoo, "digits_rows", arch, settings["hidden"], round(float(rng.uniform(low, high)), 4),
+                                         settings["epochs"], int(rng.integers(2**31)), lr=1e-3, batch_size=64,
+                                         train_size=settings["train_size"], spectrum_epochs=(settings["epochs"],),
+                                         le_sequences=128))
+    elif zoo == "charrnn":
+        for size in settings["sizes"]:
+            for _ in range(settings["per_size"]):
+                specs.append(NetworkSpec(zoo, "characters", "lstm", size, round(float(rng.uniform(0.04, 0.40)), 4),
+                                         settings["epochs"], int(rng.integers(2**31)), lr=2e-3, dropout=0.1, batch_size=64,
+                                         train_size=settings["train_size"], spectrum_epochs=(settings["epochs"],)))
+    else:
+        for gain in settings["gains"]:
+            for _ in range(settings["per_g"]):
+                specs.append(NetworkSpec(zoo, "four_sine", "reservoir", settings["hidden"], float(gain),
+                                         settings["epochs"], int(rng.integers(2**31)), le_sequences=10))
+    return specs
+
+
+def _limit(split: Split, n: int | None) -> Split:
+    return split if n is None else Split(split.x[:n], split.y[:n])
+
+
+def train_network(spec: NetworkSpec) -> list[dict]:
+    """Train one network; return one tidy row per recorded epoch (spectrum where computed)."""
+    torch.set_num_threads(1)  # one job per core
+    base = {k: v for k, v in asdict(spec).items() if k not in ("spectrum_epochs",)}
+    if spec.task == "four_sine":
+        return [{**base, **_train_reservoir(spec)}]
+    if spec.task == "digits_rows":
+        train_split, val_split, test_split = digits_data("rows", seed=spec.seed % 7)
+        model = build_model(spec.arch, 8, spec.hidden, 10, init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout)
+    elif spec.task == "characters":
+        data = char_data(seq_len=100, seed=0)
+        train_split, val_split, test_split = data.train, data.validation, data.test
+        model = build_model(spec.arch, 32, spec.hidden, len(data.vocabulary), vocabulary=len(data.vocabulary),
+                            init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout)
+    else:
+        raise ValueError(f"task: unknown {spec.task!r}")
+    callback = spectrum_callback(test_split.x[: spec.le_sequences], warmup=spec.le_warmup, k=spec.le_k)
+    history = train(model, _limit(train_split, spec.train_size), _limit(val_split, 512), epochs=spec.epochs, lr=spec.lr,
+                    batch_size=spec.batch_size, seed=spec.seed, callbacks={e: callback for e in spec.spectrum_epochs})
+    rows = []
+    for record in history:
+        row = {**base, "epoch": record.epoch, "train_loss": record.train_loss, "val_loss": record.val_loss,
+               "val_accuracy": record.val_accuracy}
+        if "spectrum" in record.extras:
+            row["spectrum"] = record.extras["spectrum"].numpy()
+        rows.append(row)
+    return rows
+
+
+def _train_reservoir(spec: NetworkSpec) -> dict:
+    reservoir = Rank1Reservoir(spec.hidden, g=spec.init_p, seed=spec.seed).double()
+    _, target, info = four_sine(spec.seed, points=1200 * (spec.epochs + 1))
+    result = force_train(reservoir, target, val_points=1200)
+    # Spectrum of the trained, fed-back network from le_sequences random starts, 200 steps each.
+    generator = torch.Generator().manual_seed(spec.seed)
+    starts = 0.5 * torch.randn(spec.le_sequences, spec.hidden, generator=generator, dtype=torch.float64)
+    spectrum = lyapunov_spectrum(reservoir, 300, starts, warmup=100).exponents.float().numpy()
+    accuracy = 1.0 - result["val_mae"] / float(target[-1200:].abs().mean())  # 1 = perfect reconstruction
+    return {"epoch": spec.epochs, "train_loss": result["train_mae"], "val_loss": result["val_mae"], "val_accuracy": accuracy,
+            "spectrum": spectrum, "target": str(info)}
+
+
+def run_zoo(specs: list[NetworkSpec], *, cache: Path | None = None, n_jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Train every spec (cached, resumable, in parallel) and return all rows as one DataFrame."""
+    if not specs:
+        raise ValueError("specs: nothing to train")
+    for spec in specs:
+        if spec.arch not in (*ARCHITECTURES, "reservoir"):
+            raise ValueError(f"arch: unknown {spec.arch!r} in {spec}")
+        if spec.hidden < 1 or spec.epochs < 1 or not spec.init_p > 0:
+            raise ValueError(f"impossible sizes in {spec}: hidden and epochs must be >= 1 and init_p > 0")
+    memory = joblib.Memory(Path(cache) if cache is not None else cache_dir() / "zoo", verbose=0)
+    cached = memory.cache(train_network)
+    jobs = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(joblib.delayed(cached)(spec) for spec in specs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        done = sum(cached.check_call_in_cache(spec) for spec in specs)
+        jobs = tqdm(jobs, total=len(specs), desc=f"{specs[0].zoo} zoo ({done} cached)")
+    rows = [row for result in jobs for row in result]
+    return pd.DataFrame(rows)
+
