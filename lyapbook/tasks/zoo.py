@@ -63,14 +63,14 @@ class NetworkSpec:
 # Per zoo and profile: networks per group and scale. teaching: each zoo in about 3 minutes on 2 cores.
 PROFILES = {
     "smnist": {
-        "ci": dict(per_arch=1, archs=("gru", "lem"), hidden=8, epochs=1, train_size=128),
-        "teaching": dict(per_arch=4, archs=ARCHITECTURES, hidden=32, epochs=3, train_size=600),
-        "paper": dict(per_arch=200, archs=ARCHITECTURES, hidden=64, epochs=10, train_size=None),
+        "ci": dict(per_arch=1, archs=("gru", "lem"), hidden=8, epochs=1, train_size=128, lr=1e-2),
+        "teaching": dict(per_arch=4, archs=ARCHITECTURES, hidden=32, epochs=10, train_size=None, lr=1e-2),
+        "paper": dict(per_arch=200, archs=ARCHITECTURES, hidden=64, epochs=10, train_size=None, lr=1e-3),
     },
     "charrnn": {
-        "ci": dict(per_size=2, sizes=(8,), epochs=1, train_size=64),
-        "teaching": dict(per_size=6, sizes=(16, 32, 64), epochs=3, train_size=1000),
-        "paper": dict(per_size=300, sizes=(64, 128, 256, 512), epochs=15, train_size=None),
+        "ci": dict(per_size=2, sizes=(8,), epochs=1, train_size=64, lr=5e-3),
+        "teaching": dict(per_size=6, sizes=(16, 32, 64), epochs=8, train_size=None, lr=5e-3),
+        "paper": dict(per_size=300, sizes=(64, 128, 256, 512), epochs=15, train_size=None, lr=2e-3),
     },
     "target": {
         "ci": dict(per_g=1, gains=(1.2, 1.8), hidden=100, epochs=3),
@@ -93,14 +93,14 @@ def sample_specs(zoo: str, profile: str = "teaching", seed: int = 0) -> list[Net
             for _ in range(settings["per_arch"]):
                 low, high = SMNIST_INIT[arch]
                 specs.append(NetworkSpec(zoo, "digits_rows", arch, settings["hidden"], round(float(rng.uniform(low, high)), 4),
-                                         settings["epochs"], int(rng.integers(2**31)), lr=1e-3, batch_size=64,
+                                         settings["epochs"], int(rng.integers(2**31)), lr=settings["lr"], batch_size=64,
                                          train_size=settings["train_size"], spectrum_epochs=(settings["epochs"],),
                                          le_sequences=128))
     elif zoo == "charrnn":
         for size in settings["sizes"]:
             for _ in range(settings["per_size"]):
                 specs.append(NetworkSpec(zoo, "characters", "lstm", size, round(float(rng.uniform(0.04, 0.40)), 4),
-                                         settings["epochs"], int(rng.integers(2**31)), lr=2e-3, dropout=0.1, batch_size=64,
+                                         settings["epochs"], int(rng.integers(2**31)), lr=settings["lr"], dropout=0.1, batch_size=64,
                                          train_size=settings["train_size"], spectrum_epochs=(settings["epochs"],)))
     else:
         for gain in settings["gains"]:
