@@ -50,8 +50,8 @@ def test_four_sine_follows_the_dissertation():
 
 
 def test_unknown_datasets_are_named():
-    with pytest.raises(ValueError, match="dataset: 'war_and_peace' is not available for the characters task"):
-        check_dataset("characters", "war_and_peace")
+    with pytest.raises(ValueError, match="dataset: 'shakespeare' is not available for the characters task"):
+        check_dataset("characters", "shakespeare")
     with pytest.raises(ValueError, match="task: unknown 'speech'"):
         check_dataset("speech", "x")
     with pytest.raises(ValueError, match="mode must be 'rows' or 'pixels'"):
@@ -79,3 +79,54 @@ def test_download_failure_says_what_to_do(tmp_path):
     with pytest.raises(DownloadError, match="place it at .*data.txt, or use the dataset's embedded default"):
         fetch((tmp_path / "missing.txt").as_uri(), "data.txt", "0" * 64, folder=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def write_idx(path, array):
+    """A gzipped IDX file as MNIST ships them: magic (0, 0, 8=uint8, dims), big-endian sizes, data."""
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype("uint8").tobytes())
+
+
+def test_mnist_loader_parses_idx_files_and_pins_checksums(tmp_path):
+    import numpy as np
+
+    from lyapbook.tasks.data import MNIST_SHA256
+
+    served = tmp_path / "served"
+    served.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (50, 28, 28)),
+        "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 50),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (7, 28, 28)),
+        "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 7),
+    }
+    checksums = {}
+    for name, array in arrays.items():
+        write_idx(served / name, array)
+        checksums[name] = hashlib.sha256((served / name).read_bytes()).hexdigest()
+    base = served.as_uri() + "/"
+    train, validation, test = digits_data("rows", dataset="mnist", base_url=base, checksums=checksums, folder=tmp_path / "cache")
+    assert (len(train), len(validation), len(test)) == (45, 5, 7)
+    assert torch.allclose(test.x[0], torch.tensor(arrays["t10k-images-idx3-ubyte.gz"][0] / 255.0, dtype=torch.float32))
+    pixels = digits_data("pixels", dataset="mnist", base_url=base, checksums=checksums, folder=tmp_path / "cache")[2]
+    assert pixels.x.shape == (7, 784, 1) and torch.equal(pixels.y, test.y)
+    assert set(MNIST_SHA256) == set(arrays) and all(len(v) == 64 for v in MNIST_SHA256.values())
+    with pytest.raises(DownloadError, match="nothing was kept"):  # the real pins refuse the fake files
+        digits_data("rows", dataset="mnist", base_url=base, folder=tmp_path / "other")
+
+
+def test_war_and_peace_is_recorded_on_first_download_and_verified_after(tmp_path):
+    served = tmp_path / "pg2600.txt"
+    served.write_text("header\n*** START OF THE BOOK ***\n" + "Well, Prince, so Genoa and Lucca. " * 200 + "\n*** END OF THE BOOK ***\nfooter")
+    cache = tmp_path / "cache"
+    data = char_data("war_and_peace", seq_len=20, url=served.as_uri(), folder=cache)
+    # Only the body between the START and END markers is kept: 'f', 'h' and 't' occur only outside it.
+    assert not {"f", "h", "t"} & set(data.vocabulary) and set(data.vocabulary) == set("Well, Prince, so Genoa and Lucca. \n")
+    assert (cache / "war_and_peace_pg2600.txt.sha256").is_file()
+    (cache / "war_and_peace_pg2600.txt").write_text("changed")
+    with pytest.raises(DownloadError, match="delete it and download again"):
+        char_data("war_and_peace", seq_len=20, url=served.as_uri(), folder=cache)

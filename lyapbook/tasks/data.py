@@ -17,9 +17,17 @@ import torch
 __all__ = ["Split", "CharData", "char_data", "lorenz96_data", "digits_data", "four_sine", "DATASETS", "check_dataset"]
 
 DATASETS = {
-    "characters": ("pydoc",),
+    "characters": ("pydoc", "war_and_peace"),
     "signal": ("lorenz96",),
-    "digits": ("sklearn_digits",),
+    "digits": ("sklearn_digits", "mnist"),
+}
+WAR_AND_PEACE_URL = "https://www.gutenberg.org/cache/epub/2600/pg2600.txt"
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
 
 
@@ -69,15 +77,33 @@ def _pydoc_text() -> str:
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
-def char_data(dataset: str = "pydoc", *, seq_len: int = 100, split=(0.8, 0.1, 0.1), seed: int = 0, max_chars: int | None = None) -> CharData:
+def _war_and_peace_text(url: str, folder) -> str:
+    """Project Gutenberg's War and Peace (the dissertation's corpus), body only, downloaded once.
+
+    Gutenberg revises its files' headers, so no fixed checksum can be pinned: the first
+    download's SHA-256 is recorded and every later use is verified against it.
+    """
+    from .download import fetch_recorded
+
+    text = fetch_recorded(url, "war_and_peace_pg2600.txt", folder=folder).read_text(encoding="utf-8-sig")
+    start, end = text.find("*** START OF"), text.find("*** END OF")
+    if start != -1 and end != -1:
+        text = text[text.index("\n", start) + 1 : end]
+    return text
+
+
+def char_data(dataset: str = "pydoc", *, seq_len: int = 100, split=(0.8, 0.1, 0.1), seed: int = 0, max_chars: int | None = None,
+              url: str = WAR_AND_PEACE_URL, folder=None) -> CharData:
     """Non-overlapping windows of ``seq_len + 1`` characters, split at random (seeded).
 
-    Returns x (N, seq_len) int64 ids and y (N,) int64 ids of the next character per split.
+    ``dataset``: ``"pydoc"`` (embedded) or ``"war_and_peace"`` (downloaded to ``folder``,
+    default ``data/cache``). Returns x (N, seq_len) int64 ids and y (N,) int64 ids of the next
+    character per split.
     """
     check_dataset("characters", dataset)
     if seq_len < 1:
         raise ValueError(f"seq_len must be at least 1, got {seq_len}")
-    text = _pydoc_text()
+    text = _pydoc_text() if dataset == "pydoc" else _war_and_peace_text(url, folder)
     if max_chars is not None:
         text = text[:max_chars]
     vocabulary = "".join(sorted(set(text)))
@@ -125,27 +151,62 @@ def lorenz96_data(*, features: int = 20, seq_len: int = 100, sequences: int = 20
     return tuple(Split(windows[i, :-1], windows[i, 1:]) for i in map(torch.as_tensor, _split_indices(sequences, split, seed)))
 
 
-def digits_data(mode: str = "rows", *, split=(0.7, 0.1, 0.2), seed: int = 0) -> tuple[Split, Split, Split]:
-    """scikit-learn's 8x8 handwritten digits as sequences (the stand-in for sequential MNIST).
+def _read_idx(path) -> np.ndarray:
+    """An IDX file (MNIST's format, gzipped): big-endian dimensions after a 4-byte magic number."""
+    import gzip
 
-    ``mode="rows"``: x (N, 8, 8), one image row per step. ``mode="pixels"``: x (N, 64, 1), one
-    pixel per step in a fixed random order (the permutation is seeded by 0, the same for every
-    split and run). Pixels are scaled to [0, 1]; y (N,) int64 labels 0-9.
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _mnist_images(base_url: str, checksums: dict[str, str], folder) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from .download import fetch
+
+    arrays = {name: _read_idx(fetch(base_url + name, name, sha, folder=folder)) for name, sha in checksums.items()}
+    def images(name):
+        return torch.tensor(arrays[name] / 255.0, dtype=torch.float32)
+    def labels(name):
+        return torch.tensor(arrays[name], dtype=torch.int64)
+    return (images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz"),
+            images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"))
+
+
+def digits_data(mode: str = "rows", *, dataset: str = "sklearn_digits", split=(0.7, 0.1, 0.2), seed: int = 0,
+                base_url: str = MNIST_URL, checksums: dict[str, str] | None = None, folder=None) -> tuple[Split, Split, Split]:
+    """Handwritten digits as sequences: scikit-learn's 8x8 digits (embedded) or MNIST (downloaded).
+
+    ``mode="rows"``: x (N, side, side), one image row per step (8 or 28 steps).
+    ``mode="pixels"``: x (N, side**2, 1), one pixel per step in a fixed random order (the
+    permutation is seeded by 0, the same for every split and run). Pixels are in [0, 1]; y (N,)
+    int64 labels 0-9. sklearn digits are split at random by ``split``; MNIST keeps its 10,000
+    test images as the test split and holds out 10% of its 60,000 training images (seeded) for
+    validation.
     """
-    check_dataset("digits", "sklearn_digits")
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images / 16.0, dtype=torch.float32)
-    labels = torch.tensor(digits.target, dtype=torch.int64)
-    if mode == "rows":
-        x = images
-    elif mode == "pixels":
-        permutation = torch.as_tensor(np.random.default_rng(0).permutation(64))
-        x = images.reshape(-1, 64)[:, permutation].unsqueeze(-1)
-    else:
+    check_dataset("digits", dataset)
+    if mode not in ("rows", "pixels"):
         raise ValueError(f"mode must be 'rows' or 'pixels', got {mode!r}")
-    return tuple(Split(x[i], labels[i]) for i in map(torch.as_tensor, _split_indices(len(x), split, seed)))
+    if dataset == "sklearn_digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = torch.tensor(digits.images / 16.0, dtype=torch.float32)
+        labels = torch.tensor(digits.target, dtype=torch.int64)
+        parts = [(images[i], labels[i]) for i in map(torch.as_tensor, _split_indices(len(images), split, seed))]
+    else:
+        train_x, train_y, test_x, test_y = _mnist_images(base_url, checksums or MNIST_SHA256, folder)
+        order = torch.as_tensor(np.random.default_rng(seed).permutation(len(train_x)))
+        n_val = len(train_x) // 10
+        parts = [(train_x[order[n_val:]], train_y[order[n_val:]]), (train_x[order[:n_val]], train_y[order[:n_val]]), (test_x, test_y)]
+    side = parts[0][0].shape[-1]
+    permutation = torch.as_tensor(np.random.default_rng(0).permutation(side * side))
+
+    def as_sequence(images: torch.Tensor) -> torch.Tensor:
+        return images if mode == "rows" else images.reshape(len(images), -1)[:, permutation].unsqueeze(-1)
+
+    return tuple(Split(as_sequence(x), y) for x, y in parts)
 
 
 def four_sine(seed: int, *, points: int = 1200, dt: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, dict]:

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["DownloadError", "cache_dir", "fetch", "sha256_of"]
+__all__ = ["DownloadError", "cache_dir", "fetch", "fetch_recorded", "sha256_of"]
 
 CACHE_ENV = "LYAPBOOK_CACHE"
 
@@ -64,6 +64,36 @@ def fetch(url: str, filename: str, sha256: str, *, folder: Path | None = None, t
         found = sha256_of(Path(partial))
         if found != sha256:
             raise DownloadError(f"{url} gave SHA-256 {found}, expected {sha256}; nothing was kept")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return target
+
+
+def fetch_recorded(url: str, filename: str, *, folder: Path | None = None, timeout: float = 30.0) -> Path:
+    """Like :func:`fetch` for a source that publishes no fixed checksum (a living text file).
+
+    The first download's SHA-256 is recorded in ``filename.sha256`` beside it; every later use
+    verifies the file against that record, so a changed or corrupted copy is refused.
+    """
+    folder = Path(folder) if folder is not None else cache_dir()
+    target, record = folder / filename, folder / f"{filename}.sha256"
+    if record.exists():
+        return fetch(url, filename, record.read_text().strip(), folder=folder, timeout=timeout)
+    if target.exists():
+        raise DownloadError(f"{target} exists without its checksum record {record.name}: delete it and download again")
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
+    os.close(handle)
+    try:
+        try:
+            urllib.request.urlretrieve(url, partial)
+        except (urllib.error.URLError, OSError) as error:
+            raise DownloadError(
+                f"could not download {url} ({error}). If this machine is offline, use the dataset's embedded default"
+            ) from None
+        record.write_text(sha256_of(Path(partial)) + "\n")
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
