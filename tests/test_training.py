@@ -71,3 +71,10 @@ def test_spectrum_callback_keeps_the_model_precision():
     x = digits_data("rows")[2].x[:3].double()
     spectrum = spectrum_callback(x, k=2)(model, 0)["spectrum"]
     assert spectrum.shape == (2,) and next(model.parameters()).dtype == torch.float64
+
+
+def test_learning_rate_decays_only_after_the_given_epoch():
+    train_split = subset(digits_data("rows")[0], 32)
+    history = train(build_model("gru", 8, 4, 10), train_split, train_split, epochs=4, lr=0.1, lr_decay=0.5, decay_after=2)
+    # Epochs 1-2 train at the initial rate, epoch 3 too (it is the first "additional" epoch), then x0.5.
+    assert history[0].lr is None and [r.lr for r in history[1:]] == pytest.approx([0.1, 0.1, 0.1, 0.05])

@@ -20,9 +20,14 @@ def test_paper_profiles_have_the_dissertations_sizes_and_ranges():
     target = sample_specs("target", "paper")
     assert len(target) == 1200 and sorted({s.init_p for s in target}) == list(np.round(np.arange(1.1, 2.01, 0.1), 1))
     assert sample_specs("smnist", "paper", seed=3) == sample_specs("smnist", "paper", seed=3)
+    ch2_chars = sample_specs("ch2_charrnn", "paper")
+    assert len(ch2_chars) == 60 and {(s.hidden, s.init_p, s.bias) for s in ch2_chars} == {(512, 0.08, False)}
+    assert all(5e-4 <= s.lr <= 6e-3 and 1e-3 <= s.dropout <= 10**-0.9 for s in ch2_chars)
+    ch2_signal = sample_specs("ch2_signal", "paper")
+    assert len(ch2_signal) == 30 and all(0.05 <= s.init_p <= 0.5 and s.lr == 0.05 for s in ch2_signal)
 
 
-@pytest.mark.parametrize("zoo", ["smnist", "charrnn", "target"])
+@pytest.mark.parametrize("zoo", ["smnist", "charrnn", "target", "ch2_charrnn", "ch2_signal"])
 def test_ci_zoo_runs_and_records_spectra(zoo, tmp_path):
     specs = sample_specs(zoo, "ci")
     frame = run_zoo(specs, cache=tmp_path, progress=False)

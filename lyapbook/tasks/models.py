@@ -15,12 +15,12 @@ __all__ = ["ARCHITECTURES", "SequenceModel", "build_model"]
 ARCHITECTURES = ("lstm", "gru", "rnn", "asrnn", "cornn", "lipschitz", "noisy", "lem")
 
 
-def _core(arch: str, input_size: int, hidden_size: int) -> nn.Module:
+def _core(arch: str, input_size: int, hidden_size: int, bias: bool) -> nn.Module:
     torch_rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
     if arch in torch_rnn:
-        return torch_rnn[arch](input_size, hidden_size, batch_first=True)
+        return torch_rnn[arch](input_size, hidden_size, batch_first=True, bias=bias)
     cells = {"asrnn": AntisymmetricRNN, "cornn": CoRNN, "lipschitz": LipschitzRNN, "noisy": NoisyRNN, "lem": LEM}
-    return cells[arch](input_size, hidden_size)
+    return cells[arch](input_size, hidden_size, bias=bias)
 
 
 class SequenceModel(nn.Module):
@@ -31,7 +31,7 @@ class SequenceModel(nn.Module):
     """
 
     def __init__(self, arch: str, input_size: int, hidden_size: int, output_size: int, *, vocabulary: int | None = None,
-                 output: str = "last", dropout: float = 0.0):
+                 output: str = "last", dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch: unknown {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -43,7 +43,7 @@ class SequenceModel(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.arch, self.output = arch, output
         self.embedding = nn.Embedding(vocabulary, input_size) if vocabulary else None
-        self.core = _core(arch, input_size, hidden_size)
+        self.core = _core(arch, input_size, hidden_size, bias)
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(hidden_size, output_size)
 

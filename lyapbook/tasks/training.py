@@ -24,6 +24,7 @@ class EpochRecord:
     train_loss: float | None
     val_loss: float
     val_accuracy: float | None
+    lr: float | None = None  # learning rate used during this epoch
     extras: dict = field(default_factory=dict)
 
 
@@ -50,13 +51,14 @@ def evaluate(model: SequenceModel, split: Split, batch_size: int = 256) -> tuple
 
 
 def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs: int, lr: float = 1e-3,
-          batch_size: int = 64, optimizer: str = "adam", lr_decay: float = 1.0, clip: float | None = 5.0, seed: int = 0,
+          batch_size: int = 64, optimizer: str = "adam", lr_decay: float = 1.0, decay_after: int = 0,
+          clip: float | None = 5.0, seed: int = 0,
           callbacks: dict[int, Callable[[SequenceModel, int], dict]] | None = None) -> list[EpochRecord]:
     """Backpropagation through time over whole sequences; returns one record per epoch (0 = untrained).
 
     ``callbacks`` maps an epoch number to a function (model, epoch) -> dict, run after that
     epoch's validation (e.g. :func:`spectrum_callback`); its dict goes into ``EpochRecord.extras``.
-    ``lr_decay`` multiplies the learning rate after every epoch.
+    ``lr_decay`` multiplies the learning rate after every epoch past ``decay_after``.
     """
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
@@ -70,13 +72,14 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
     generator = torch.Generator().manual_seed(seed)
     history = []
 
-    def record(epoch: int, train_loss: float | None) -> None:
+    def record(epoch: int, train_loss: float | None, lr_used: float | None) -> None:
         val_loss, val_accuracy = evaluate(model, val_split)
         extras = callbacks[epoch](model, epoch) if epoch in callbacks else {}
-        history.append(EpochRecord(epoch, train_loss, val_loss, val_accuracy, extras))
+        history.append(EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr_used, extras))
 
-    record(0, None)
+    record(0, None, None)
     for epoch in range(1, epochs + 1):
+        lr_used = opt.param_groups[0]["lr"]
         model.train()
         order = torch.randperm(len(train_split), generator=generator)
         total, count = 0.0, 0
@@ -90,8 +93,9 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
                 nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             total, count = total + loss.item() * len(index), count + len(index)
-        schedule.step()
-        record(epoch, total / count)
+        if epoch > decay_after:
+            schedule.step()
+        record(epoch, total / count, lr_used)
     return history
 
 

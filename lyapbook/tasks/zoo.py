@@ -27,7 +27,7 @@ import torch
 
 from ..lyapunov import lyapunov_spectrum
 from ..rnn import Rank1Reservoir
-from .data import Split, char_data, digits_data, four_sine
+from .data import Split, char_data, digits_data, four_sine, lorenz96_data
 from .download import cache_dir
 from .models import ARCHITECTURES, build_model
 from .training import force_train, spectrum_callback, train
@@ -44,7 +44,7 @@ class NetworkSpec:
     """Everything that determines one trained network (and so its cache key)."""
 
     zoo: str
-    task: str  # "digits_rows", "characters" or "four_sine"
+    task: str  # "digits_rows", "characters", "signal" or "four_sine"
     arch: str
     hidden: int
     init_p: float
@@ -53,6 +53,9 @@ class NetworkSpec:
     lr: float = 1e-3
     dropout: float = 0.0
     batch_size: int = 64
+    bias: bool = True
+    lr_decay: float = 1.0
+    decay_after: int = 0
     train_size: int | None = None  # use the first n training sequences (None: all)
     spectrum_epochs: tuple[int, ...] = ()
     le_sequences: int = 10
@@ -71,6 +74,18 @@ PROFILES = {
         "ci": dict(per_size=2, sizes=(8,), epochs=1, train_size=64, lr=5e-3),
         "teaching": dict(per_size=6, sizes=(16, 32, 64), epochs=8, train_size=None, lr=5e-3),
         "paper": dict(per_size=300, sizes=(64, 128, 256, 512), epochs=15, train_size=None, lr=2e-3),
+    },
+    # Chapter 2: CharRNN LSTMs over (learning rate, log-dropout) at a fixed p = 0.08, no biases ...
+    "ch2_charrnn": {
+        "ci": dict(count=2, hidden=8, epochs=1, train_size=64),
+        "teaching": dict(count=12, hidden=48, epochs=8, train_size=None),
+        "paper": dict(count=60, hidden=512, epochs=40, train_size=None),
+    },
+    # ... and signal-prediction LSTMs over the initialisation p in [0.05, 0.5], learning rate 0.05.
+    "ch2_signal": {
+        "ci": dict(count=2, hidden=8, epochs=1, sequences=40),
+        "teaching": dict(count=10, hidden=32, epochs=10, sequences=300),
+        "paper": dict(count=30, hidden=256, epochs=20, sequences=2000),
     },
     "target": {
         "ci": dict(per_g=1, gains=(1.2, 1.8), hidden=100, epochs=3),
@@ -102,6 +117,19 @@ def sample_specs(zoo: str, profile: str = "teaching", seed: int = 0) -> list[Net
                 specs.append(NetworkSpec(zoo, "characters", "lstm", size, round(float(rng.uniform(0.04, 0.40)), 4),
                                          settings["epochs"], int(rng.integers(2**31)), lr=settings["lr"], dropout=0.1, batch_size=64,
                                          train_size=settings["train_size"], spectrum_epochs=(settings["epochs"],)))
+    elif zoo == "ch2_charrnn":
+        for _ in range(settings["count"]):
+            lr = round(float(rng.uniform(5e-4, 6e-3)), 6)
+            dropout = round(float(10 ** rng.uniform(-3.0, -0.9)), 4)
+            specs.append(NetworkSpec(zoo, "characters", "lstm", settings["hidden"], 0.08, settings["epochs"],
+                                     int(rng.integers(2**31)), lr=lr, dropout=dropout, batch_size=100, bias=False,
+                                     lr_decay=0.95, decay_after=10, train_size=settings["train_size"],
+                                     spectrum_epochs=tuple(range(settings["epochs"] + 1))))
+    elif zoo == "ch2_signal":
+        for _ in range(settings["count"]):
+            specs.append(NetworkSpec(zoo, "signal", "lstm", settings["hidden"], round(float(rng.uniform(0.05, 0.5)), 4),
+                                     settings["epochs"], int(rng.integers(2**31)), lr=0.05, batch_size=250,
+                                     train_size=settings["sequences"], spectrum_epochs=tuple(range(settings["epochs"] + 1))))
     else:
         for gain in settings["gains"]:
             for _ in range(settings["per_g"]):
@@ -127,16 +155,22 @@ def train_network(spec: NetworkSpec) -> list[dict]:
         data = char_data(seq_len=100, seed=0)
         train_split, val_split, test_split = data.train, data.validation, data.test
         model = build_model(spec.arch, 32, spec.hidden, len(data.vocabulary), vocabulary=len(data.vocabulary),
-                            init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout)
+                            init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout, bias=spec.bias)
+    elif spec.task == "signal":
+        sequences = spec.train_size or 200
+        train_split, val_split, test_split = lorenz96_data(sequences=int(sequences / 0.8), seq_len=100, seed=0)
+        model = build_model(spec.arch, 20, spec.hidden, 20, output="all", init_p=spec.init_p, seed=spec.seed,
+                            dropout=spec.dropout, bias=spec.bias)
     else:
         raise ValueError(f"task: unknown {spec.task!r}")
     callback = spectrum_callback(test_split.x[: spec.le_sequences], warmup=spec.le_warmup, k=spec.le_k)
     history = train(model, _limit(train_split, spec.train_size), _limit(val_split, 512), epochs=spec.epochs, lr=spec.lr,
-                    batch_size=spec.batch_size, seed=spec.seed, callbacks={e: callback for e in spec.spectrum_epochs})
+                    batch_size=spec.batch_size, seed=spec.seed, lr_decay=spec.lr_decay, decay_after=spec.decay_after,
+                    callbacks={e: callback for e in spec.spectrum_epochs})
     rows = []
     for record in history:
         row = {**base, "epoch": record.epoch, "train_loss": record.train_loss, "val_loss": record.val_loss,
-               "val_accuracy": record.val_accuracy}
+               "val_accuracy": record.val_accuracy, "epoch_lr": record.lr}
         if "spectrum" in record.extras:
             row["spectrum"] = record.extras["spectrum"].numpy()
         rows.append(row)
