@@ -78,3 +78,17 @@ def test_learning_rate_decays_only_after_the_given_epoch():
     history = train(build_model("gru", 8, 4, 10), train_split, train_split, epochs=4, lr=0.1, lr_decay=0.5, decay_after=2)
     # Epochs 1-2 train at the initial rate, epoch 3 too (it is the first "additional" epoch), then x0.5.
     assert history[0].lr is None and [r.lr for r in history[1:]] == pytest.approx([0.1, 0.1, 0.1, 0.05])
+
+
+def test_checkpoints_and_fractions_of_training(tmp_path):
+    from lyapbook.tasks.training import epochs_at_fractions
+
+    assert epochs_at_fractions(15, (0.0, 0.1, 0.2, 0.5)) == (0, 2, 3, 8)
+    with pytest.raises(ValueError, match="fractions must lie in"):
+        epochs_at_fractions(10, (1.5,))
+    train_split = subset(digits_data("rows")[0], 32)
+    model = build_model("lstm", 8, 4, 10)
+    train(model, train_split, train_split, epochs=2, checkpoints={0: tmp_path / "e0.pt", 2: tmp_path / "e2.pt"})
+    first, last = torch.load(tmp_path / "e0.pt"), torch.load(tmp_path / "e2.pt")
+    assert torch.equal(last["readout.weight"], model.state_dict()["readout.weight"])
+    assert not torch.equal(first["readout.weight"], last["readout.weight"])

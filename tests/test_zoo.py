@@ -39,7 +39,7 @@ def test_ci_zoo_runs_and_records_spectra(zoo, tmp_path):
 
 def test_second_run_is_a_cache_hit_and_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
     specs = sample_specs("smnist", "ci") + sample_specs("smnist", "ci", seed=1)
-    cached = joblib.Memory(tmp_path, verbose=0).cache(train_network)
+    cached = joblib.Memory(tmp_path, verbose=0).cache(train_network, ignore=["device"])
     run_zoo(specs[:2], cache=tmp_path, progress=False)  # the part that finished before an interruption
     assert [cached.check_call_in_cache(s) for s in specs] == [True, True, False, False]
     run_zoo(specs, cache=tmp_path, progress=False)

@@ -13,7 +13,7 @@ from ..rnn import Rank1Reservoir
 from .data import Split
 from .models import SequenceModel
 
-__all__ = ["EpochRecord", "evaluate", "train", "spectrum_callback", "force_train"]
+__all__ = ["EpochRecord", "epochs_at_fractions", "evaluate", "train", "spectrum_callback", "force_train"]
 
 
 @dataclass
@@ -50,15 +50,24 @@ def evaluate(model: SequenceModel, split: Split, batch_size: int = 256) -> tuple
     return total / count, (correct / count if model.output == "last" else None)
 
 
+def epochs_at_fractions(epochs: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
+    """The epochs closest to ``fractions`` of training (0 = before training, 1 = the end)."""
+    if any(not 0.0 <= f <= 1.0 for f in fractions):
+        raise ValueError(f"fractions must lie in [0, 1], got {fractions}")
+    return tuple(sorted({int(round(f * epochs)) for f in fractions}))
+
+
 def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs: int, lr: float = 1e-3,
           batch_size: int = 64, optimizer: str = "adam", lr_decay: float = 1.0, decay_after: int = 0,
           clip: float | None = 5.0, seed: int = 0,
-          callbacks: dict[int, Callable[[SequenceModel, int], dict]] | None = None) -> list[EpochRecord]:
+          callbacks: dict[int, Callable[[SequenceModel, int], dict]] | None = None,
+          checkpoints: dict[int, str] | None = None) -> list[EpochRecord]:
     """Backpropagation through time over whole sequences; returns one record per epoch (0 = untrained).
 
     ``callbacks`` maps an epoch number to a function (model, epoch) -> dict, run after that
     epoch's validation (e.g. :func:`spectrum_callback`); its dict goes into ``EpochRecord.extras``.
     ``lr_decay`` multiplies the learning rate after every epoch past ``decay_after``.
+    ``checkpoints`` maps epochs to file paths where the model's ``state_dict`` is saved.
     """
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
@@ -67,7 +76,7 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
         raise ValueError(f"optimizer: unknown {optimizer!r}; choose one of {', '.join(optimizers)}")
     opt = optimizers[optimizer](model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay)
-    loss_fn, callbacks = _loss_fn(model), callbacks or {}
+    loss_fn, callbacks, checkpoints = _loss_fn(model), callbacks or {}, checkpoints or {}
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     history = []
@@ -75,6 +84,8 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
     def record(epoch: int, train_loss: float | None, lr_used: float | None) -> None:
         val_loss, val_accuracy = evaluate(model, val_split)
         extras = callbacks[epoch](model, epoch) if epoch in callbacks else {}
+        if epoch in checkpoints:
+            torch.save(model.state_dict(), checkpoints[epoch])
         history.append(EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr_used, extras))
 
     record(0, None, None)

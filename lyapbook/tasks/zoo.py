@@ -142,8 +142,11 @@ def _limit(split: Split, n: int | None) -> Split:
     return split if n is None else Split(split.x[:n], split.y[:n])
 
 
-def train_network(spec: NetworkSpec) -> list[dict]:
-    """Train one network; return one tidy row per recorded epoch (spectrum where computed)."""
+def train_network(spec: NetworkSpec, device: str = "cpu") -> list[dict]:
+    """Train one network on ``device``; return one tidy row per recorded epoch (spectrum where computed).
+
+    The device is not part of the cache key: a network trained on a GPU is reused on a CPU.
+    """
     torch.set_num_threads(1)  # one job per core
     base = {k: v for k, v in asdict(spec).items() if k not in ("spectrum_epochs",)}
     if spec.task == "four_sine":
@@ -163,6 +166,7 @@ def train_network(spec: NetworkSpec) -> list[dict]:
                             dropout=spec.dropout, bias=spec.bias)
     else:
         raise ValueError(f"task: unknown {spec.task!r}")
+    model.to(device)
     callback = spectrum_callback(test_split.x[: spec.le_sequences], warmup=spec.le_warmup, k=spec.le_k)
     history = train(model, _limit(train_split, spec.train_size), _limit(val_split, 512), epochs=spec.epochs, lr=spec.lr,
                     batch_size=spec.batch_size, seed=spec.seed, lr_decay=spec.lr_decay, decay_after=spec.decay_after,
@@ -190,8 +194,16 @@ def _train_reservoir(spec: NetworkSpec) -> dict:
             "spectrum": spectrum, "target": str(info)}
 
 
-def run_zoo(specs: list[NetworkSpec], *, cache: Path | None = None, n_jobs: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Train every spec (cached, resumable, in parallel) and return all rows as one DataFrame."""
+def run_zoo(specs: list[NetworkSpec], *, cache: Path | None = None, n_jobs: int = 1, progress: bool = True,
+            device: str = "auto") -> pd.DataFrame:
+    """Train every spec (cached, resumable, in parallel) and return all rows as one DataFrame.
+
+    ``device="auto"`` trains on the GPU when one is present (then one job at a time).
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        n_jobs = 1
     if not specs:
         raise ValueError("specs: nothing to train")
     for spec in specs:
@@ -200,8 +212,8 @@ def run_zoo(specs: list[NetworkSpec], *, cache: Path | None = None, n_jobs: int 
         if spec.hidden < 1 or spec.epochs < 1 or not spec.init_p > 0:
             raise ValueError(f"impossible sizes in {spec}: hidden and epochs must be >= 1 and init_p > 0")
     memory = joblib.Memory(Path(cache) if cache is not None else cache_dir() / "zoo", verbose=0)
-    cached = memory.cache(train_network)
-    jobs = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(joblib.delayed(cached)(spec) for spec in specs)
+    cached = memory.cache(train_network, ignore=["device"])
+    jobs = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(joblib.delayed(cached)(spec, device) for spec in specs)
     if progress:
         from tqdm.auto import tqdm
 
