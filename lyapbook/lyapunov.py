@@ -71,7 +71,7 @@ def lyapunov_spectrum(
     """Lyapunov spectrum by the QR (Benettin) method, batched over initial conditions.
 
     Implements Eq. (2.7) with the warm-up and T_ON refinements of Algorithm 2: the state and
-    an orthonormal frame Q (state_dim, k) evolve together, Q <- J_t Q; every ``t_on`` steps
+    an orthonormal frame Q (tangent_dim, k) evolve together, Q <- J_t Q; every ``t_on`` steps
     Q is re-orthonormalised, Q R = Q, and log|R_ii| is accumulated. The spectrum is the
     accumulated log stretch divided by the elapsed time ``steps * dt``.
 
