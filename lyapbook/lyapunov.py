@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .orthonormalize import TangentFrame, random_orthonormal
-from .rnn import CellSystem, TorchRNN, as_system
+from .rnn import as_system
 from .systems import DynamicalSystem
 
 __all__ = ["LyapunovResult", "lyapunov_spectrum"]
@@ -99,10 +99,7 @@ def lyapunov_spectrum(
         A :class:`LyapunovResult`.
     """
     system = _check_system(system, full_state)
-    if isinstance(system, (TorchRNN, CellSystem)) and isinstance(x, torch.Tensor):
-        x = system.inputs_from_module(x)
-    if isinstance(system, TorchRNN) and (isinstance(h0, tuple) or (isinstance(h0, torch.Tensor) and h0.ndim == 3)):
-        h0 = system.state_from_module(h0)
+    x, h0 = system.prepare(x, h0)
     steps, inputs = _check_x(system, x)
     state = _check_h0(system, h0, inputs)
     if inputs is not None:

@@ -51,7 +51,6 @@ class TangentFrame:
     def __init__(self, q: torch.Tensor):
         self._q: torch.Tensor | None = q
         self._reflectors: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.k = q.shape[-1]
         self.implicit = q.shape[-1] == q.shape[-2] and q.device.type == "cpu"
 
     def propagate(self, jac: torch.Tensor) -> None:

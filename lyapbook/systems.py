@@ -38,6 +38,7 @@ class DynamicalSystem:
     state_dim: int
     input_dim: int = 0
     dt: float = 1.0
+    batch_first: bool = True  # the layout of input tensors handed to the engine
 
     @property
     def tangent_dim(self) -> int:
@@ -66,6 +67,14 @@ class DynamicalSystem:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (next state, Jacobian at the current state); override to share work."""
         return self.step(state, x), self.jacobian(state, x)
+
+    def prepare(self, x: object, h0: object) -> tuple[object, object]:
+        """Bring inputs and an initial state from a model's own layout to the engine's:
+        x (batch, time, input_dim) and h0 (batch, state_dim). Time-first inputs are transposed
+        when ``batch_first`` is False; subclasses convert their own state layouts."""
+        if isinstance(x, torch.Tensor) and x.ndim == 3 and not self.batch_first:
+            x = x.transpose(0, 1)
+        return x, h0
 
     def initial_state(
         self, batch: int = 1, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"

@@ -48,6 +48,5 @@ def jacobian(model: object, h: torch.Tensor | tuple, x_t: torch.Tensor | None = 
         (batch, n, n) with n the tangent dimension (layers x hidden, or x 2 for an LSTM's full state).
     """
     system = as_system(model, full_state)
-    if isinstance(system, TorchRNN) and (isinstance(h, tuple) or (isinstance(h, torch.Tensor) and h.ndim == 3)):
-        h = system.state_from_module(h)
+    _, h = system.prepare(None, h)
     return system.jacobian(h, x_t)

@@ -6,7 +6,7 @@ import torch
 
 from ..systems import DynamicalSystem
 from .cells import RecurrentCell, StackedCells
-from .stack import advance_stack
+from .stack import advance_stack, check_finite_parameters
 
 __all__ = ["CellSystem"]
 
@@ -18,9 +18,7 @@ class CellSystem(DynamicalSystem):
     """
 
     def __init__(self, model: RecurrentCell | StackedCells, full_state: bool = False):
-        for name, parameter in model.named_parameters():
-            if not bool(torch.isfinite(parameter).all()):
-                raise ValueError(f"model: parameter {name} contains NaN or inf values")
+        check_finite_parameters(model)
         self.model, self.full_state = model, bool(full_state)
         self.cells = list(model.cells) if isinstance(model, StackedCells) else [model]
         self.state_dim, self.input_dim, self.batch_first = model.state_size, model.input_size, model.batch_first
@@ -40,9 +38,6 @@ class CellSystem(DynamicalSystem):
     def initial_state(self, batch=1, *, dtype=torch.float64, device="cpu"):
         like = torch.empty(0, dtype=dtype, device=device)
         return torch.cat([cell.initial_state(batch, like) for cell in self.cells], dim=-1)
-
-    def inputs_from_module(self, x: torch.Tensor) -> torch.Tensor:
-        return x.transpose(0, 1) if x.ndim == 3 and not self.batch_first else x
 
     def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         return self._advance(state, x, with_jacobian=False)[0]

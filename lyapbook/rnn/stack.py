@@ -6,10 +6,17 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["LayerStep", "advance_stack"]
+__all__ = ["LayerStep", "advance_stack", "check_finite_parameters"]
 
 # (layer state, layer input, need input Jacobian) -> (new state, own Jacobian, input Jacobian)
 LayerStep = Callable[[torch.Tensor, torch.Tensor | None, bool], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]
+
+
+def check_finite_parameters(model: torch.nn.Module) -> None:
+    """Refuse a network with NaN or inf weights before any work, naming the parameter."""
+    for name, parameter in model.named_parameters():
+        if not bool(torch.isfinite(parameter).all()):
+            raise ValueError(f"model: parameter {name} contains NaN or inf values")
 
 
 def advance_stack(

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..systems import DynamicalSystem
-from .stack import advance_stack
+from .stack import advance_stack, check_finite_parameters
 
 __all__ = ["TorchRNN"]
 
@@ -56,9 +56,7 @@ class TorchRNN(DynamicalSystem):
             )
         if isinstance(module, nn.LSTM) and module.proj_size:
             raise ValueError("model: nn.LSTM with proj_size > 0 is not supported; use proj_size=0")
-        for name, parameter in module.named_parameters():
-            if not bool(torch.isfinite(parameter).all()):
-                raise ValueError(f"model: parameter {name} contains NaN or inf values")
+        check_finite_parameters(module)
         self.module = module
         self.kind = "LSTM" if isinstance(module, nn.LSTM) else "GRU" if isinstance(module, nn.GRU) else module.mode
         self.layers = module.num_layers
@@ -83,11 +81,11 @@ class TorchRNN(DynamicalSystem):
     # ----------------------------------------------------------------------------------------
     # Conversions between the module's conventions and the system's (batch, ...) layout.
 
-    def inputs_from_module(self, x: torch.Tensor) -> torch.Tensor:
-        """The module's input layout (honouring ``batch_first``) -> (batch, time, features)."""
-        if x.ndim == 3 and not self.batch_first:
-            return x.transpose(0, 1)
-        return x
+    def prepare(self, x, h0):
+        """Inputs in the module's layout (``batch_first``), h0 in its own state layout or flat."""
+        if isinstance(h0, tuple) or (isinstance(h0, torch.Tensor) and h0.ndim == 3):
+            h0 = self.state_from_module(h0)
+        return super().prepare(x, h0)
 
     def state_from_module(self, h0: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """``h0`` as the module takes it ((layers, batch, n), or (h0, c0) for an LSTM) -> (batch, state_dim)."""
