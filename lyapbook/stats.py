@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["max_exponent", "mean_exponent", "exponent_variance", "kaplan_yorke_dimension", "count_positive", "summary"]
+__all__ = ["max_exponent", "mean_exponent", "exponent_variance", "kaplan_yorke_dimension", "count_positive", "summary",
+           "correlation"]
 
 
 def _sorted(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -70,3 +71,24 @@ def summary(spectrum: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         "positive": count_positive(spectrum),
         "kaplan_yorke": kaplan_yorke_dimension(spectrum),
     }
+
+
+def correlation(x, y, level: float = 0.95) -> tuple[float, float, float]:
+    """Pearson's r between two samples (n,) and its ``level`` confidence interval (Fisher's z).
+
+    Returns (r, low, high). The interval assumes roughly bivariate-normal samples; it needs
+    n >= 4 and is wide for small n, which is the point of reporting it.
+    """
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if len(x) < 4:
+        raise ValueError(f"a confidence interval for r needs at least 4 pairs, got {len(x)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    r = float(np.corrcoef(x, y)[0, 1])
+    from statistics import NormalDist
+
+    half_width = NormalDist().inv_cdf(0.5 + level / 2) / np.sqrt(len(x) - 3)
+    z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+    return r, float(np.tanh(z - half_width)), float(np.tanh(z + half_width))

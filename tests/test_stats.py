@@ -31,3 +31,19 @@ def test_summary_statistics():
 def test_empty_spectrum_is_rejected():
     with pytest.raises(ValueError, match="at least one exponent"):
         stats.max_exponent(np.zeros((3, 0)))
+
+
+def test_correlation_interval_matches_scipy():
+    from scipy.stats import pearsonr
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    y = 0.6 * x + rng.normal(size=30)
+    r, low, high = stats.correlation(x, y)
+    reference = pearsonr(x, y)
+    interval = reference.confidence_interval(0.95)
+    assert np.isclose(r, reference.statistic, atol=1e-12)
+    assert np.isclose(low, interval.low, atol=1e-9) and np.isclose(high, interval.high, atol=1e-9)
+    assert low < r < high
+    with pytest.raises(ValueError, match="at least 4 pairs"):
+        stats.correlation([1, 2, 3], [1, 2, 4])

@@ -14,10 +14,15 @@ def test_character_windows_predict_the_next_character():
     assert data.train.x.shape[1] == 20 and data.train.x.dtype == torch.int64
     assert len(data.train) + len(data.validation) + len(data.test) == 20_000 // 21
     assert torch.equal(data.train.x, again.train.x) and torch.equal(data.test.y, again.test.y)
-    text = data.decode(data.train.x[0]) + data.decode(data.train.y[:1])
+    assert data.train.y.shape == data.train.x.shape and torch.equal(data.train.y[:, :-1], data.train.x[:, 1:])
+    text = data.decode(data.train.x[0]) + data.decode(data.train.y[0, -1:])
     from lyapbook.tasks.data import _pydoc_text
 
     assert text in _pydoc_text()[:20_000]
+    last = char_data(seq_len=20, max_chars=20_000, targets="last")
+    assert last.train.y.shape == (len(last.train),) and torch.equal(last.train.y, data.train.y[:, -1])
+    with pytest.raises(ValueError, match="targets must be 'all'"):
+        char_data(seq_len=20, targets="next")
 
 
 def test_lorenz96_signal_is_normalised_and_shifted_by_one_step():
@@ -130,3 +135,48 @@ def test_war_and_peace_is_recorded_on_first_download_and_verified_after(tmp_path
     (cache / "war_and_peace_pg2600.txt").write_text("changed")
     with pytest.raises(DownloadError, match="delete it and download again"):
         char_data("war_and_peace", seq_len=20, url=served.as_uri(), folder=cache)
+
+
+def _amc(frames, rng):
+    """A small AMC file: a root with 6 channels, one bone that never moves, one with 3 moving channels."""
+    lines = ["#!OML:ASF test", ":FULLY-SPECIFIED", ":DEGREES"]
+    for frame in range(1, frames + 1):
+        lines.append(str(frame))
+        lines.append("root " + " ".join(f"{v:.4f}" for v in rng.normal(size=6)))
+        lines.append("lfingers 7.125")
+        lines.append("lhumerus " + " ".join(f"{v:.4f}" for v in rng.normal(size=3)))
+    return "\n".join(lines) + "\n"
+
+
+def test_mocap_trials_are_parsed_filtered_normalised_and_verified(tmp_path):
+    import numpy as np
+
+    from lyapbook.tasks import mocap_data, parse_amc
+
+    rng = np.random.default_rng(0)
+    served = tmp_path / "served"
+    served.mkdir()
+    for name in ("09_01", "09_02"):
+        (served / f"{name}.amc").write_text(_amc(250, rng))
+    template = served.as_uri() + "/{subject}_{trial}.amc"
+    assert parse_amc((served / "09_01.amc").read_text()).shape == (250, 10)
+    cache = tmp_path / "cache"
+    train, validation, test = mocap_data(["09_01", "09_02"], features=8, seq_len=20, url_template=template, folder=cache)
+    windows = len(train) + len(validation) + len(test)
+    assert windows == 2 * (250 // 21) and train.x.shape[1:] == (20, 8)
+    assert torch.equal(train.x[:, 1:], train.y[:, :-1])
+    # The constant channel (the fingers) is dropped, so 9 channels vary and 8 are kept, normalised.
+    everything = torch.cat([s.x.reshape(-1, 8) for s in (train, validation, test)])
+    assert everything.std(0).min() > 0.8 and everything.mean(0).abs().max() < 0.2
+    with pytest.raises(ValueError, match="features: only 9 channels vary"):
+        mocap_data(["09_01"], features=20, seq_len=20, url_template=template, folder=cache)
+    # A changed file on the server does not matter; a changed cached copy is refused.
+    (cache / "cmu_mocap_09_01.amc").write_text(_amc(250, rng))
+    with pytest.raises(DownloadError):
+        mocap_data(["09_01"], features=8, seq_len=20, url_template=template, folder=cache)
+    with pytest.raises(ValueError, match="trials: name the CMU trials"):
+        mocap_data([])
+    with pytest.raises(ValueError, match="'walking' is not a CMU trial id"):
+        mocap_data(["walking"], folder=cache)
+    with pytest.raises(ValueError, match="AMC line 2 is neither"):
+        parse_amc("1\nroot one two\n")

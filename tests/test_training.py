@@ -1,5 +1,6 @@
 """Models and training loops: every architecture learns, FORCE learns the four-sine target."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,9 +25,12 @@ def test_every_architecture_learns_row_wise_digits(arch):
 
 def test_character_and_signal_models_learn():
     chars = char_data(seq_len=30, max_chars=31 * 300)
-    model = build_model("lstm", 16, 32, len(chars.vocabulary), vocabulary=len(chars.vocabulary), dropout=0.1, seed=0)
+    model = build_model("lstm", 16, 32, len(chars.vocabulary), vocabulary=len(chars.vocabulary), output="all",
+                        loss="cross_entropy", dropout=0.1, seed=0)
     history = train(model, chars.train, chars.validation, epochs=2, lr=1e-2, batch_size=32)
     assert history[-1].val_loss < history[0].val_loss and 0.0 <= history[-1].val_accuracy <= 1.0
+    # The loss is per predicted character: an untrained model is near log(vocabulary).
+    assert abs(history[0].val_loss - np.log(len(chars.vocabulary))) < 0.5
     train_split, val_split, _ = lorenz96_data(sequences=40, seq_len=20)
     model = build_model("gru", 20, 32, 20, output="all", seed=0)
     history = train(model, train_split, val_split, epochs=3, lr=1e-2, batch_size=8)
@@ -48,6 +52,8 @@ def test_uniform_initialisation_and_bad_arguments():
     assert all(p.abs().max() <= 0.05 for p in model.parameters())
     with pytest.raises(ValueError, match="arch: unknown 'transformer'"):
         build_model("transformer", 4, 8, 2)
+    with pytest.raises(ValueError, match="loss must be 'cross_entropy' or 'mse'"):
+        build_model("lstm", 4, 8, 2, loss="hinge")
     with pytest.raises(ValueError, match="sizes must be positive"):
         build_model("gru", 4, 0, 2)
     with pytest.raises(ValueError, match="init_p must be positive"):

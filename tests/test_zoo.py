@@ -25,9 +25,13 @@ def test_paper_profiles_have_the_dissertations_sizes_and_ranges():
     assert all(5e-4 <= s.lr <= 6e-3 and 1e-3 <= s.dropout <= 10**-0.9 for s in ch2_chars)
     ch2_signal = sample_specs("ch2_signal", "paper")
     assert len(ch2_signal) == 30 and all(0.05 <= s.init_p <= 0.5 and s.lr == 0.05 for s in ch2_signal)
+    evolution = sample_specs("ch2_evolution", "paper")
+    assert [s.init_p for s in evolution] == [0.04, 0.08, 0.12, 0.16, 0.2, 0.5]
+    assert all(s.hidden == 512 and s.spectrum_epochs == tuple(range(16)) for s in evolution)
+    assert {s.dataset for s in ch2_chars + evolution} == {"war_and_peace"}
 
 
-@pytest.mark.parametrize("zoo", ["smnist", "charrnn", "target", "ch2_charrnn", "ch2_signal"])
+@pytest.mark.parametrize("zoo", ["smnist", "charrnn", "target", "ch2_evolution", "ch2_charrnn", "ch2_signal"])
 def test_ci_zoo_runs_and_records_spectra(zoo, tmp_path):
     specs = sample_specs(zoo, "ci")
     frame = run_zoo(specs, cache=tmp_path, progress=False)
@@ -70,3 +74,7 @@ def test_bad_zoo_requests_are_refused_before_training():
         run_zoo([bad], progress=False)
     with pytest.raises(ValueError, match="arch: unknown 'mamba'"):
         run_zoo([NetworkSpec("smnist", "digits_rows", "mamba", 8, 0.5, 1, 0)], progress=False)
+    with pytest.raises(ValueError, match="dataset: 'kinect' is not available for the signal task"):
+        run_zoo([NetworkSpec("ch2_signal", "signal", "lstm", 8, 0.1, 1, 0, dataset="kinect")], progress=False)
+    with pytest.raises(ValueError, match="trials: dataset 'cmu_mocap' needs the CMU trial ids"):
+        run_zoo([NetworkSpec("ch2_signal", "signal", "lstm", 8, 0.1, 1, 0, dataset="cmu_mocap")], progress=False)

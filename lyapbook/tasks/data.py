@@ -4,7 +4,8 @@ Each loader returns tensors ready for training; shapes are in the docstrings. Wh
 offline: the English prose of Python's own help pages (the standard library's
 ``pydoc_data.topics``, about 465,000 characters), so the character task needs nothing but
 Python itself. The dissertation's datasets (War and Peace, CMU motion capture, MNIST) are
-downloaded on demand by :mod:`lyapbook.tasks.download`, never by default.
+downloaded on demand by :mod:`lyapbook.tasks.download`, never by default (motion capture is read
+by :mod:`lyapbook.tasks.mocap`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ __all__ = ["Split", "CharData", "char_data", "lorenz96_data", "digits_data", "fo
 
 DATASETS = {
     "characters": ("pydoc", "war_and_peace"),
-    "signal": ("lorenz96",),
+    "signal": ("lorenz96", "cmu_mocap"),
     "digits": ("sklearn_digits", "mnist"),
 }
 WAR_AND_PEACE_URL = "https://www.gutenberg.org/cache/epub/2600/pg2600.txt"
@@ -93,16 +94,19 @@ def _war_and_peace_text(url: str, folder) -> str:
 
 
 def char_data(dataset: str = "pydoc", *, seq_len: int = 100, split=(0.8, 0.1, 0.1), seed: int = 0, max_chars: int | None = None,
-              url: str = WAR_AND_PEACE_URL, folder=None) -> CharData:
+              targets: str = "all", url: str = WAR_AND_PEACE_URL, folder=None) -> CharData:
     """Non-overlapping windows of ``seq_len + 1`` characters, split at random (seeded).
 
     ``dataset``: ``"pydoc"`` (embedded) or ``"war_and_peace"`` (downloaded to ``folder``,
-    default ``data/cache``). Returns x (N, seq_len) int64 ids and y (N,) int64 ids of the next
-    character per split.
+    default ``data/cache``). Returns x (N, seq_len) int64 ids per split and, as y, the next
+    character after every input, (N, seq_len) (``targets="all"``, the usual CharRNN objective),
+    or only after the last input, (N,) (``targets="last"``).
     """
     check_dataset("characters", dataset)
     if seq_len < 1:
         raise ValueError(f"seq_len must be at least 1, got {seq_len}")
+    if targets not in ("all", "last"):
+        raise ValueError(f"targets must be 'all' (next character at every step) or 'last', got {targets!r}")
     text = _pydoc_text() if dataset == "pydoc" else _war_and_peace_text(url, folder)
     if max_chars is not None:
         text = text[:max_chars]
@@ -112,7 +116,8 @@ def char_data(dataset: str = "pydoc", *, seq_len: int = 100, split=(0.8, 0.1, 0.
     windows = ids[: (len(ids) // (seq_len + 1)) * (seq_len + 1)].reshape(-1, seq_len + 1)
     if len(windows) < 3:
         raise ValueError(f"the text holds only {len(windows)} windows of {seq_len + 1} characters; lower seq_len")
-    parts = [Split(windows[i, :-1], windows[i, -1]) for i in map(torch.as_tensor, _split_indices(len(windows), split, seed))]
+    target_of = (lambda w: w[:, 1:]) if targets == "all" else (lambda w: w[:, -1])
+    parts = [Split(windows[i, :-1], target_of(windows[i])) for i in map(torch.as_tensor, _split_indices(len(windows), split, seed))]
     return CharData(vocabulary, *parts)
 
 

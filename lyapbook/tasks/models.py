@@ -26,12 +26,14 @@ def _core(arch: str, input_size: int, hidden_size: int, bias: bool) -> nn.Module
 class SequenceModel(nn.Module):
     """Embedding (token inputs) or identity, recurrent ``core``, dropout, linear ``readout``.
 
-    ``output="last"`` returns (batch, output_size) from the last step (classification);
-    ``output="all"`` returns (batch, time, output_size) (next-step regression).
+    ``output="last"`` returns (batch, output_size) from the last step; ``output="all"`` returns
+    (batch, time, output_size), one prediction per step. ``loss`` is ``"cross_entropy"``
+    (classification: targets are class ids) or ``"mse"`` (regression); by default cross-entropy
+    for ``output="last"`` and MSE for ``output="all"``.
     """
 
     def __init__(self, arch: str, input_size: int, hidden_size: int, output_size: int, *, vocabulary: int | None = None,
-                 output: str = "last", dropout: float = 0.0, bias: bool = True):
+                 output: str = "last", loss: str | None = None, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch: unknown {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -39,9 +41,12 @@ class SequenceModel(nn.Module):
             raise ValueError(f"sizes must be positive, got input {input_size}, hidden {hidden_size}, output {output_size}")
         if output not in ("last", "all"):
             raise ValueError(f"output must be 'last' or 'all', got {output!r}")
+        loss = loss or ("cross_entropy" if output == "last" else "mse")
+        if loss not in ("cross_entropy", "mse"):
+            raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.arch, self.output = arch, output
+        self.arch, self.output, self.loss = arch, output, loss
         self.embedding = nn.Embedding(vocabulary, input_size) if vocabulary else None
         self.core = _core(arch, input_size, hidden_size, bias)
         self.dropout = nn.Dropout(dropout)

@@ -29,12 +29,23 @@ class EpochRecord:
 
 
 def _loss_fn(model: SequenceModel) -> Callable:
-    return nn.functional.cross_entropy if model.output == "last" else nn.functional.mse_loss
+    """loss(out, y, reduction): per prediction for cross-entropy (every step's class counts once), per entry for MSE."""
+    if model.loss == "mse":
+        return nn.functional.mse_loss
+
+    def cross_entropy(out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction=reduction)
+
+    return cross_entropy
 
 
 @torch.no_grad()
 def evaluate(model: SequenceModel, split: Split, batch_size: int = 256) -> tuple[float, float | None]:
-    """(mean loss, accuracy or None) on ``split``, in evaluation mode."""
+    """(mean loss, accuracy or None) on ``split``, in evaluation mode.
+
+    The loss is averaged like the training loss (per prediction, or per entry for MSE); accuracy is
+    the fraction of correct predictions (every step's when the model predicts at every step).
+    """
     was_training = model.training
     model.eval()
     loss_fn, total, correct, count = _loss_fn(model), 0.0, 0, 0
@@ -42,12 +53,12 @@ def evaluate(model: SequenceModel, split: Split, batch_size: int = 256) -> tuple
     for start in range(0, len(split), batch_size):
         x, y = split.x[start : start + batch_size].to(device), split.y[start : start + batch_size].to(device)
         out = model(x)
-        total += loss_fn(out, y, reduction="sum").item() / (1 if model.output == "last" else y[0].numel())
-        if model.output == "last":
+        total += loss_fn(out, y, reduction="sum").item()
+        if model.loss == "cross_entropy":
             correct += (out.argmax(-1) == y).sum().item()
-        count += len(x)
+        count += y.numel()
     model.train(was_training)
-    return total / count, (correct / count if model.output == "last" else None)
+    return total / count, (correct / count if model.loss == "cross_entropy" else None)
 
 
 def epochs_at_fractions(epochs: int, fractions: tuple[float, ...]) -> tuple[int, ...]:

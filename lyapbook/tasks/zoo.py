@@ -27,8 +27,9 @@ import torch
 
 from ..lyapunov import lyapunov_spectrum
 from ..rnn import Rank1Reservoir
-from .data import Split, char_data, digits_data, four_sine, lorenz96_data
+from .data import Split, char_data, check_dataset, digits_data, four_sine, lorenz96_data
 from .download import cache_dir
+from .mocap import mocap_data
 from .models import ARCHITECTURES, build_model
 from .training import force_train, spectrum_callback, train
 
@@ -61,6 +62,8 @@ class NetworkSpec:
     le_sequences: int = 10
     le_warmup: int = 0
     le_k: int | None = None
+    dataset: str | None = None  # None: the task's embedded default; else a downloadable dataset
+    trials: tuple[str, ...] = ()  # CMU motion-capture trial ids, for dataset="cmu_mocap"
 
 
 # Per zoo and profile: networks per group and scale. teaching: each zoo in about 3 minutes on 2 cores.
@@ -75,16 +78,25 @@ PROFILES = {
         "teaching": dict(per_size=6, sizes=(16, 32, 64), epochs=8, train_size=None, lr=5e-3),
         "paper": dict(per_size=300, sizes=(64, 128, 256, 512), epochs=15, train_size=None, lr=2e-3),
     },
-    # Chapter 2: CharRNN LSTMs over (learning rate, log-dropout) at a fixed p = 0.08, no biases ...
+    # Chapter 2: LSTMs at the six initialisations of Fig. 2.6, spectra after every epoch ...
+    "ch2_evolution": {
+        "ci": dict(ps=(0.04, 0.5), hidden=8, epochs=3, train_size=64, dataset=None),
+        "teaching": dict(ps=(0.04, 0.08, 0.12, 0.16, 0.2, 0.5), hidden=48, epochs=15, train_size=None, dataset=None),
+        "paper": dict(ps=(0.04, 0.08, 0.12, 0.16, 0.2, 0.5), hidden=512, epochs=15, train_size=None,
+                      dataset="war_and_peace"),
+    },
+    # ... CharRNN LSTMs over (learning rate, log-dropout) at a fixed p = 0.08, no biases ...
     "ch2_charrnn": {
-        "ci": dict(count=2, hidden=8, epochs=1, train_size=64),
-        "teaching": dict(count=12, hidden=48, epochs=8, train_size=None),
-        "paper": dict(count=60, hidden=512, epochs=40, train_size=None),
+        "ci": dict(count=4, hidden=8, epochs=1, train_size=64, dataset=None, batch_size=100),
+        # The embedded text is 7x shorter than War and Peace: smaller batches give the networks
+        # enough updates per epoch to learn within the teaching budget.
+        "teaching": dict(count=12, hidden=48, epochs=10, train_size=None, dataset=None, batch_size=32),
+        "paper": dict(count=60, hidden=512, epochs=40, train_size=None, dataset="war_and_peace", batch_size=100),
     },
     # ... and signal-prediction LSTMs over the initialisation p in [0.05, 0.5], learning rate 0.05.
     "ch2_signal": {
-        "ci": dict(count=2, hidden=8, epochs=1, sequences=40),
-        "teaching": dict(count=10, hidden=32, epochs=10, sequences=300),
+        "ci": dict(count=4, hidden=8, epochs=1, sequences=40),
+        "teaching": dict(count=16, hidden=32, epochs=10, sequences=300),
         "paper": dict(count=30, hidden=256, epochs=20, sequences=2000),
     },
     "target": {
@@ -94,6 +106,10 @@ PROFILES = {
     },
 }
 ZOOS = tuple(PROFILES)
+# Bumped whenever training or data change what a spec produces; the default cache lives under it,
+# so stale networks are never reused (joblib only notices edits to train_network itself).
+ZOO_VERSION = 2
+_DATASET_TASK = {"digits_rows": "digits"}  # spec.task -> the task name of lyapbook.tasks.data.DATASETS
 
 
 def sample_specs(zoo: str, profile: str = "teaching", seed: int = 0) -> list[NetworkSpec]:
@@ -117,14 +133,20 @@ def sample_specs(zoo: str, profile: str = "teaching", seed: int = 0) -> list[Net
                 specs.append(NetworkSpec(zoo, "characters", "lstm", size, round(float(rng.uniform(0.04, 0.40)), 4),
                                          settings["epochs"], int(rng.integers(2**31)), lr=settings["lr"], dropout=0.1, batch_size=64,
                                          train_size=settings["train_size"], spectrum_epochs=(settings["epochs"],)))
+    elif zoo == "ch2_evolution":
+        for p in settings["ps"]:
+            specs.append(NetworkSpec(zoo, "characters", "lstm", settings["hidden"], p, settings["epochs"],
+                                     int(rng.integers(2**31)), lr=2e-3, batch_size=100, bias=False,
+                                     train_size=settings["train_size"], dataset=settings["dataset"],
+                                     spectrum_epochs=tuple(range(settings["epochs"] + 1))))
     elif zoo == "ch2_charrnn":
         for _ in range(settings["count"]):
             lr = round(float(rng.uniform(5e-4, 6e-3)), 6)
             dropout = round(float(10 ** rng.uniform(-3.0, -0.9)), 4)
             specs.append(NetworkSpec(zoo, "characters", "lstm", settings["hidden"], 0.08, settings["epochs"],
-                                     int(rng.integers(2**31)), lr=lr, dropout=dropout, batch_size=100, bias=False,
+                                     int(rng.integers(2**31)), lr=lr, dropout=dropout, batch_size=settings["batch_size"], bias=False,
                                      lr_decay=0.95, decay_after=10, train_size=settings["train_size"],
-                                     spectrum_epochs=tuple(range(settings["epochs"] + 1))))
+                                     dataset=settings["dataset"], spectrum_epochs=tuple(range(settings["epochs"] + 1))))
     elif zoo == "ch2_signal":
         for _ in range(settings["count"]):
             specs.append(NetworkSpec(zoo, "signal", "lstm", settings["hidden"], round(float(rng.uniform(0.05, 0.5)), 4),
@@ -155,13 +177,16 @@ def train_network(spec: NetworkSpec, device: str = "cpu") -> list[dict]:
         train_split, val_split, test_split = digits_data("rows", seed=spec.seed % 7)
         model = build_model(spec.arch, 8, spec.hidden, 10, init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout)
     elif spec.task == "characters":
-        data = char_data(seq_len=100, seed=0)
+        data = char_data(spec.dataset or "pydoc", seq_len=100, seed=0)
         train_split, val_split, test_split = data.train, data.validation, data.test
         model = build_model(spec.arch, 32, spec.hidden, len(data.vocabulary), vocabulary=len(data.vocabulary),
-                            init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout, bias=spec.bias)
+                            output="all", loss="cross_entropy", init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout, bias=spec.bias)
     elif spec.task == "signal":
-        sequences = spec.train_size or 200
-        train_split, val_split, test_split = lorenz96_data(sequences=int(sequences / 0.8), seq_len=100, seed=0)
+        if spec.dataset == "cmu_mocap":
+            train_split, val_split, test_split = mocap_data(spec.trials, seq_len=100, seed=0)
+        else:
+            sequences = spec.train_size or 200
+            train_split, val_split, test_split = lorenz96_data(sequences=int(sequences / 0.8), seq_len=100, seed=0)
         model = build_model(spec.arch, 20, spec.hidden, 20, output="all", init_p=spec.init_p, seed=spec.seed,
                             dropout=spec.dropout, bias=spec.bias)
     else:
@@ -211,7 +236,11 @@ def run_zoo(specs: list[NetworkSpec], *, cache: Path | None = None, n_jobs: int 
             raise ValueError(f"arch: unknown {spec.arch!r} in {spec}")
         if spec.hidden < 1 or spec.epochs < 1 or not spec.init_p > 0:
             raise ValueError(f"impossible sizes in {spec}: hidden and epochs must be >= 1 and init_p > 0")
-    memory = joblib.Memory(Path(cache) if cache is not None else cache_dir() / "zoo", verbose=0)
+        if spec.dataset is not None:
+            check_dataset(_DATASET_TASK.get(spec.task, spec.task), spec.dataset)
+        if spec.dataset == "cmu_mocap" and not spec.trials:
+            raise ValueError(f"trials: dataset 'cmu_mocap' needs the CMU trial ids to use, in {spec}")
+    memory = joblib.Memory(Path(cache) if cache is not None else cache_dir() / "zoo" / f"v{ZOO_VERSION}", verbose=0)
     cached = memory.cache(train_network, ignore=["device"])
     jobs = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(joblib.delayed(cached)(spec, device) for spec in specs)
     if progress:
