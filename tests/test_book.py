@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -54,6 +55,15 @@ def test_unknown_profile_and_parameter_are_rejected_before_running():
         resolve_parameters(chapter, "ci", profiles, {"no_such_thing": 1})
 
 
+def test_a_chapter_number_selects_all_its_pages_and_a_stem_one():
+    stems = [c.stem for c in discover(ROOT)]
+    chapter_two = [stem for stem in stems if stem.startswith("02")]
+    assert len(chapter_two) >= 2
+    assert [c.stem for c in select_chapters(ROOT, ["02"])] == chapter_two
+    assert [c.stem for c in select_chapters(ROOT, [chapter_two[0]])] == chapter_two[:1]
+    assert [c.stem for c in select_chapters(ROOT, ["01", "01"])] == [stems[0]]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -94,6 +104,9 @@ def test_helpers_save_record_and_validate_ids(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "records" / "09_demo" / "tab-9-b.json").read_text())
     assert record == {"id": "tab-9-b", "kind": "table", "chapter": "09_demo", "files": ["tables/tab-9-b.csv"], "caption": "Table caption"}
     assert publish._escape_pipes(pd.DataFrame({"a|b": ["c|d"]})).to_markdown(index=False).count("\\|") == 2
+    gaps = pd.DataFrame({"a": [1.5, np.nan], "b": ["nan bread", None]}).to_markdown(index=False)
+    rows = publish.MISSING_CELL.sub(lambda m: m.group(1) + "–" + m.group(2), gaps).split("\n")
+    assert [cell.strip() for cell in rows[-1].strip("|").split("|")] == ["–", "–"] and "nan bread" in rows[-2]
     with pytest.raises(ValueError, match="item_id must look like 'fig-<chapter>-<name>'"):
         publish.figure(fig, "figure one", "caption")
 

@@ -23,6 +23,7 @@ __all__ = ["BookContext", "context", "figure", "table", "value"]
 OUTPUT_DIR_ENV = "LYAPBOOK_OUTPUT_DIR"
 CHAPTER_ENV = "LYAPBOOK_CHAPTER"
 PROFILE_ENV = "LYAPBOOK_PROFILE"
+MISSING_CELL = re.compile(r"(?<=\|)(\s*)(?:nan|None|<NA>)(\s*)(?=\|)")  # a table cell holding only a missing value
 ITEM_ID = re.compile(r"^(fig|tab|eq)-[0-9]+-[0-9a-z]+$")
 
 
@@ -91,7 +92,10 @@ def figure(fig, item_id: str, caption: str, *, width: str = "100%") -> None:
 
 
 def table(frame: pd.DataFrame, item_id: str, caption: str, *, floatfmt: str = ".4g") -> None:
-    """Publish a DataFrame as numbered table ``item_id`` with ``caption``; CSV saved beside it."""
+    """Publish a DataFrame as numbered table ``item_id`` with ``caption``; CSV saved beside it.
+
+    Missing values (NaN, None) show as a dash in the book and stay empty in the CSV.
+    """
     _check_id(item_id, "tab")
     ctx = context()
     if not ctx.in_book:
@@ -104,6 +108,7 @@ def table(frame: pd.DataFrame, item_id: str, caption: str, *, floatfmt: str = ".
     caption = " ".join(caption.split())  # a table caption is the directive's one-line argument
     _record(ctx, item_id, "table", [relative], caption)
     body = _escape_pipes(frame).to_markdown(index=False, floatfmt=floatfmt)
+    body = MISSING_CELL.sub(lambda m: m.group(1) + "–" + m.group(2), body)
     _glue_markdown(item_id, f":::{{table}} {caption}\n:name: {item_id}\n:align: center\n\n{body}\n:::\n")
 
 

@@ -37,18 +37,21 @@ def build_dir(root: Path, profile: str) -> Path:
 
 
 def select_chapters(root: Path, names: list[str] | None) -> list[Chapter]:
-    """All chapters, or those whose stem equals or starts with one of ``names`` (e.g. ``01``)."""
+    """All chapters, or those whose stem equals or starts with one of ``names``.
+
+    ``02`` selects every page of chapter 2 (``02_rnn_maps``, ``02b_rnn_training``); a full stem selects one.
+    """
     chapters = discover(root)
     if not names:
         return chapters
-    chosen = []
+    chosen: list[Chapter] = []
     for name in names:
-        matches = [c for c in chapters if c.stem == name or c.stem.startswith(name)]
-        if len(matches) != 1:
+        exact = [c for c in chapters if c.stem == name]
+        matches = exact or [c for c in chapters if c.stem.startswith(name)]
+        if not matches:
             known = ", ".join(c.stem for c in chapters)
-            problem = "no chapter" if not matches else "more than one chapter"
-            raise BookError(f"--chapter {name!r} matches {problem}; chapters are {known}")
-        chosen.append(matches[0])
+            raise BookError(f"--chapter {name!r} matches no chapter; chapters are {known}")
+        chosen.extend(c for c in matches if c not in chosen)
     return chosen
 
 
