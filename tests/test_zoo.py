@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import lyapbook.tasks.zoo as zoo_module
+from lyapbook.tasks import DownloadError
 from lyapbook.tasks.zoo import SMNIST_INIT, NetworkSpec, run_zoo, sample_specs, train_network
 
 
@@ -78,3 +79,15 @@ def test_bad_zoo_requests_are_refused_before_training():
         run_zoo([NetworkSpec("ch2_signal", "signal", "lstm", 8, 0.1, 1, 0, dataset="kinect")], progress=False)
     with pytest.raises(ValueError, match="trials: dataset 'cmu_mocap' needs the CMU trial ids"):
         run_zoo([NetworkSpec("ch2_signal", "signal", "lstm", 8, 0.1, 1, 0, dataset="cmu_mocap")], progress=False)
+
+
+def test_a_download_the_zoo_needs_fails_before_any_training(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network was trained before its data were available")
+
+    monkeypatch.setenv("LYAPBOOK_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(zoo_module, "train", refuse)
+    monkeypatch.setattr("lyapbook.tasks.data.WAR_AND_PEACE_URL", (tmp_path / "missing.txt").as_uri())
+    specs = [NetworkSpec("ch2_charrnn", "characters", "lstm", 8, 0.08, 1, seed, dataset="war_and_peace") for seed in (1, 2)]
+    with pytest.raises(DownloadError, match="could not download .*missing.txt"):
+        run_zoo(specs, cache=tmp_path / "zoo", progress=False)

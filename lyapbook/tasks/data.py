@@ -94,11 +94,11 @@ def _war_and_peace_text(url: str, folder) -> str:
 
 
 def char_data(dataset: str = "pydoc", *, seq_len: int = 100, split=(0.8, 0.1, 0.1), seed: int = 0, max_chars: int | None = None,
-              targets: str = "all", url: str = WAR_AND_PEACE_URL, folder=None) -> CharData:
+              targets: str = "all", url: str | None = None, folder=None) -> CharData:
     """Non-overlapping windows of ``seq_len + 1`` characters, split at random (seeded).
 
     ``dataset``: ``"pydoc"`` (embedded) or ``"war_and_peace"`` (downloaded to ``folder``,
-    default ``data/cache``). Returns x (N, seq_len) int64 ids per split and, as y, the next
+    default ``data/cache``; ``url`` overrides Project Gutenberg's address). Returns x (N, seq_len) int64 ids per split and, as y, the next
     character after every input, (N, seq_len) (``targets="all"``, the usual CharRNN objective),
     or only after the last input, (N,) (``targets="last"``).
     """
@@ -107,7 +107,7 @@ def char_data(dataset: str = "pydoc", *, seq_len: int = 100, split=(0.8, 0.1, 0.
         raise ValueError(f"seq_len must be at least 1, got {seq_len}")
     if targets not in ("all", "last"):
         raise ValueError(f"targets must be 'all' (next character at every step) or 'last', got {targets!r}")
-    text = _pydoc_text() if dataset == "pydoc" else _war_and_peace_text(url, folder)
+    text = _pydoc_text() if dataset == "pydoc" else _war_and_peace_text(url or WAR_AND_PEACE_URL, folder)
     if max_chars is not None:
         text = text[:max_chars]
     vocabulary = "".join(sorted(set(text)))

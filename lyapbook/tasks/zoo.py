@@ -219,6 +219,16 @@ def _train_reservoir(spec: NetworkSpec) -> dict:
             "spectrum": spectrum, "target": str(info)}
 
 
+def _download_first(specs: list[NetworkSpec]) -> None:
+    """Fetch every downloaded dataset the specs need, once, here: offline fails before any training,
+    and parallel jobs never download the same file at the same time."""
+    for task, dataset, trials in sorted({(s.task, s.dataset, s.trials) for s in specs if s.dataset is not None}):
+        if task == "characters":
+            char_data(dataset, seq_len=100, seed=0)
+        elif dataset == "cmu_mocap":
+            mocap_data(trials, seq_len=100, seed=0)
+
+
 def run_zoo(specs: list[NetworkSpec], *, cache: Path | None = None, n_jobs: int = 1, progress: bool = True,
             device: str = "auto") -> pd.DataFrame:
     """Train every spec (cached, resumable, in parallel) and return all rows as one DataFrame.
@@ -242,6 +252,7 @@ def run_zoo(specs: list[NetworkSpec], *, cache: Path | None = None, n_jobs: int 
             raise ValueError(f"trials: dataset 'cmu_mocap' needs the CMU trial ids to use, in {spec}")
     memory = joblib.Memory(Path(cache) if cache is not None else cache_dir() / "zoo" / f"v{ZOO_VERSION}", verbose=0)
     cached = memory.cache(train_network, ignore=["device"])
+    _download_first([spec for spec in specs if not cached.check_call_in_cache(spec)])
     jobs = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(joblib.delayed(cached)(spec, device) for spec in specs)
     if progress:
         from tqdm.auto import tqdm
