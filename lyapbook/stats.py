@@ -7,6 +7,8 @@ numpy scalar for a single spectrum).
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 import torch
 
@@ -87,8 +89,6 @@ def correlation(x, y, level: float = 0.95) -> tuple[float, float, float]:
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     r = float(np.corrcoef(x, y)[0, 1])
-    from statistics import NormalDist
-
     half_width = NormalDist().inv_cdf(0.5 + level / 2) / np.sqrt(len(x) - 3)
     z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
     return r, float(np.tanh(z - half_width)), float(np.tanh(z + half_width))

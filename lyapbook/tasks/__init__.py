@@ -9,5 +9,6 @@ from .training import EpochRecord, evaluate, force_train, spectrum_callback, tra
 __all__ = [
     "ARCHITECTURES", "DATASETS", "CharData", "DownloadError", "EpochRecord", "SequenceModel", "Split",
     "build_model", "cache_dir", "char_data", "check_dataset", "digits_data", "evaluate", "fetch",
-    "fetch_recorded", "force_train", "four_sine", "lorenz96_data", "mocap_data", "parse_amc", "sha256_of", "spectrum_callback", "train",
+    "fetch_recorded", "force_train", "four_sine", "lorenz96_data", "mocap_data", "parse_amc", "sha256_of",
+    "spectrum_callback", "train",
 ]

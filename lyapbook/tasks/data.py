@@ -98,9 +98,10 @@ def char_data(dataset: str = "pydoc", *, seq_len: int = 100, split=(0.8, 0.1, 0.
     """Non-overlapping windows of ``seq_len + 1`` characters, split at random (seeded).
 
     ``dataset``: ``"pydoc"`` (embedded) or ``"war_and_peace"`` (downloaded to ``folder``,
-    default ``data/cache``; ``url`` overrides Project Gutenberg's address). Returns x (N, seq_len) int64 ids per split and, as y, the next
-    character after every input, (N, seq_len) (``targets="all"``, the usual CharRNN objective),
-    or only after the last input, (N,) (``targets="last"``).
+    default ``data/cache``; ``url`` overrides Project Gutenberg's address). Returns, per split,
+    x (N, seq_len) int64 ids and, as y, the next character after every input, (N, seq_len)
+    (``targets="all"``, the usual CharRNN objective), or only after the last input, (N,)
+    (``targets="last"``).
     """
     check_dataset("characters", dataset)
     if seq_len < 1:

@@ -174,8 +174,8 @@ def train_network(spec: NetworkSpec, device: str = "cpu") -> list[dict]:
     if spec.task == "four_sine":
         return [{**base, **_train_reservoir(spec)}]
     if spec.task == "digits_rows":
-        train_split, val_split, test_split = digits_data("rows", seed=spec.seed % 7)
-        model = build_model(spec.arch, 8, spec.hidden, 10, init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout)
+        train_split, val_split, test_split = digits_data("rows", dataset=spec.dataset or "sklearn_digits", seed=spec.seed % 7)
+        model = build_model(spec.arch, train_split.x.shape[-1], spec.hidden, 10, init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout)
     elif spec.task == "characters":
         data = char_data(spec.dataset or "pydoc", seq_len=100, seed=0)
         train_split, val_split, test_split = data.train, data.validation, data.test
@@ -220,11 +220,15 @@ def _train_reservoir(spec: NetworkSpec) -> dict:
 
 
 def _download_first(specs: list[NetworkSpec]) -> None:
-    """Fetch every downloaded dataset the specs need, once, here: offline fails before any training,
-    and parallel jobs never download the same file at the same time."""
+    """Fetch every downloaded dataset the specs need, once, in this process.
+
+    Offline, this fails before any training; and parallel jobs never fetch the same file at once.
+    """
     for task, dataset, trials in sorted({(s.task, s.dataset, s.trials) for s in specs if s.dataset is not None}):
         if task == "characters":
             char_data(dataset, seq_len=100, seed=0)
+        elif task == "digits_rows":
+            digits_data("rows", dataset=dataset)
         elif dataset == "cmu_mocap":
             mocap_data(trials, seq_len=100, seed=0)
 
