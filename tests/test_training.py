@@ -21,6 +21,7 @@ def test_every_architecture_learns_row_wise_digits(arch):
     history = train(model, subset(train_split, 256), subset(train_split, 256), epochs=3, lr=1e-2, batch_size=32)
     assert history[-1].val_loss < history[0].val_loss
     assert len(history) == 4 and history[0].train_loss is None
+    assert history[0].seconds is None and all(r.seconds > 0 for r in history[1:])
 
 
 def test_character_and_signal_models_learn():
@@ -43,6 +44,7 @@ def test_spectrum_callback_records_spectra_at_chosen_epochs():
     callback = spectrum_callback(test_split.x[:5], warmup=2, k=4)
     history = train(model, subset(train_split, 64), subset(val_split, 64), epochs=2, callbacks={0: callback, 2: callback})
     assert history[0].extras["spectrum"].shape == (4,) and "spectrum" not in history[1].extras
+    assert history[2].extras["spectrum_seconds"] > 0
     assert not torch.equal(history[0].extras["spectrum"], history[2].extras["spectrum"])
     assert next(model.parameters()).dtype == torch.float32
 

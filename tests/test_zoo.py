@@ -40,6 +40,8 @@ def test_ci_zoo_runs_and_records_spectra(zoo, tmp_path):
     assert len(final) == len(specs)
     assert all(np.isfinite(s).all() for s in final.spectrum)
     assert {"arch", "hidden", "init_p", "seed", "val_loss", "val_accuracy", "train_loss"} <= set(frame.columns)
+    if zoo != "target":  # FORCE has no epochs of backpropagation to time
+        assert (final.epoch_seconds > 0).all() and (final.spectrum_seconds > 0).all()
 
 
 def test_second_run_is_a_cache_hit_and_an_interrupted_sweep_resumes(tmp_path, monkeypatch):

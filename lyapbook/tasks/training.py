@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ class EpochRecord:
     val_accuracy: float | None
     lr: float | None = None  # learning rate used during this epoch
     extras: dict = field(default_factory=dict)
+    seconds: float | None = None  # wall time of this epoch's training steps (validation and callbacks excluded)
 
 
 def _loss_fn(model: SequenceModel) -> Callable:
@@ -92,16 +94,16 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
     generator = torch.Generator().manual_seed(seed)
     history = []
 
-    def record(epoch: int, train_loss: float | None, lr_used: float | None) -> None:
+    def record(epoch: int, train_loss: float | None, lr_used: float | None, seconds: float | None = None) -> None:
         val_loss, val_accuracy = evaluate(model, val_split)
         extras = callbacks[epoch](model, epoch) if epoch in callbacks else {}
         if epoch in checkpoints:
             torch.save(model.state_dict(), checkpoints[epoch])
-        history.append(EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr_used, extras))
+        history.append(EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr_used, extras, seconds))
 
     record(0, None, None)
     for epoch in range(1, epochs + 1):
-        lr_used = opt.param_groups[0]["lr"]
+        lr_used, started = opt.param_groups[0]["lr"], time.perf_counter()
         model.train()
         order = torch.randperm(len(train_split), generator=generator)
         total, count = 0.0, 0
@@ -117,7 +119,7 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
             total, count = total + loss.item() * len(index), count + len(index)
         if epoch > decay_after:
             schedule.step()
-        record(epoch, total / count, lr_used)
+        record(epoch, total / count, lr_used, time.perf_counter() - started)
     return history
 
 
@@ -125,7 +127,8 @@ def spectrum_callback(sequences: torch.Tensor, *, warmup: int = 0, k: int | None
     """A training callback that records the core's Lyapunov spectrum on held-out ``sequences``.
 
     ``sequences`` are task inputs (batch, time, ...) as the model takes them; the spectrum is
-    computed on ``model.core`` in float64 with the model in evaluation mode.
+    computed on ``model.core`` in float64 with the model in evaluation mode. The extras hold
+    ``spectrum`` (k,), ``spectrum_std`` (k,) and ``spectrum_seconds`` (its wall time).
     """
 
     def callback(model: SequenceModel, epoch: int) -> dict:
@@ -133,12 +136,14 @@ def spectrum_callback(sequences: torch.Tensor, *, warmup: int = 0, k: int | None
         model.eval()
         with torch.no_grad():
             inputs = model.core_inputs(sequences.to(next(model.parameters()).device))
+        started = time.perf_counter()
         try:
             result = lyapunov_spectrum(model.core.double(), inputs.double(), warmup=warmup, k=k, t_on=t_on)
         finally:
             model.core.to(dtype)
             model.train(was_training)
-        return {"spectrum": result.exponents.float().cpu(), "spectrum_std": result.std.float().cpu()}
+        return {"spectrum": result.exponents.float().cpu(), "spectrum_std": result.std.float().cpu(),
+                "spectrum_seconds": time.perf_counter() - started}
 
     return callback
 

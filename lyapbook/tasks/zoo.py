@@ -199,9 +199,10 @@ def train_network(spec: NetworkSpec, device: str = "cpu") -> list[dict]:
     rows = []
     for record in history:
         row = {**base, "epoch": record.epoch, "train_loss": record.train_loss, "val_loss": record.val_loss,
-               "val_accuracy": record.val_accuracy, "epoch_lr": record.lr}
+               "val_accuracy": record.val_accuracy, "epoch_lr": record.lr, "epoch_seconds": record.seconds}
         if "spectrum" in record.extras:
             row["spectrum"] = record.extras["spectrum"].numpy()
+            row["spectrum_seconds"] = record.extras["spectrum_seconds"]
         rows.append(row)
     return rows
 
