@@ -59,6 +59,12 @@ def _split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> 
     return [order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]]
 
 
+def next_step_splits(windows: torch.Tensor, split, seed: int) -> tuple[Split, Split, Split]:
+    """Windows (N, seq_len + 1, features) split at random into next-step pairs x = w[:, :-1], y = w[:, 1:]."""
+    parts = map(torch.as_tensor, _split_indices(len(windows), split, seed))
+    return tuple(Split(windows[i, :-1], windows[i, 1:]) for i in parts)
+
+
 @dataclass(frozen=True)
 class CharData:
     """Character prediction: 100 input characters, predict the 101st (token ids)."""
@@ -154,7 +160,7 @@ def lorenz96_data(*, features: int = 20, seq_len: int = 100, sequences: int = 20
     signal = _lorenz96(features, forcing, dt, 1000 + sequences * (seq_len + 1), seed)[1000:]
     signal = (signal - signal.mean(0)) / signal.std(0)
     windows = torch.tensor(signal, dtype=torch.float32).reshape(sequences, seq_len + 1, features)
-    return tuple(Split(windows[i, :-1], windows[i, 1:]) for i in map(torch.as_tensor, _split_indices(sequences, split, seed)))
+    return next_step_splits(windows, split, seed)
 
 
 def _read_idx(path) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Split, _split_indices
+from .data import Split, next_step_splits
 from .download import fetch_recorded
 
 __all__ = ["CMU_URL", "parse_amc", "mocap_data"]
@@ -106,4 +106,4 @@ def mocap_data(trials: list[str] | tuple[str, ...], *, features: int = 20, seq_l
     windows = torch.tensor(np.concatenate(windows), dtype=torch.float32)
     if len(windows) < 3:
         raise ValueError(f"the trials give only {len(windows)} windows of {seq_len + 1} frames; add trials or lower seq_len")
-    return tuple(Split(windows[i, :-1], windows[i, 1:]) for i in map(torch.as_tensor, _split_indices(len(windows), split, seed)))
+    return next_step_splits(windows, split, seed)

@@ -173,24 +173,15 @@ def train_network(spec: NetworkSpec, device: str = "cpu") -> list[dict]:
     base = {k: v for k, v in asdict(spec).items() if k not in ("spectrum_epochs",)}
     if spec.task == "four_sine":
         return [{**base, **_train_reservoir(spec)}]
+    (train_split, val_split, test_split), vocabulary = _task_data(spec)
+    common = dict(init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout, bias=spec.bias)
     if spec.task == "digits_rows":
-        train_split, val_split, test_split = digits_data("rows", dataset=spec.dataset or "sklearn_digits", seed=spec.seed % 7)
-        model = build_model(spec.arch, train_split.x.shape[-1], spec.hidden, 10, init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout)
+        model = build_model(spec.arch, train_split.x.shape[-1], spec.hidden, 10, **common)
     elif spec.task == "characters":
-        data = char_data(spec.dataset or "pydoc", seq_len=100, seed=0)
-        train_split, val_split, test_split = data.train, data.validation, data.test
-        model = build_model(spec.arch, 32, spec.hidden, len(data.vocabulary), vocabulary=len(data.vocabulary),
-                            output="all", loss="cross_entropy", init_p=spec.init_p, seed=spec.seed, dropout=spec.dropout, bias=spec.bias)
-    elif spec.task == "signal":
-        if spec.dataset == "cmu_mocap":
-            train_split, val_split, test_split = mocap_data(spec.trials, seq_len=100, seed=0)
-        else:
-            sequences = spec.train_size or 200
-            train_split, val_split, test_split = lorenz96_data(sequences=int(sequences / 0.8), seq_len=100, seed=0)
-        model = build_model(spec.arch, 20, spec.hidden, 20, output="all", init_p=spec.init_p, seed=spec.seed,
-                            dropout=spec.dropout, bias=spec.bias)
+        model = build_model(spec.arch, 32, spec.hidden, vocabulary, vocabulary=vocabulary, output="all",
+                            loss="cross_entropy", **common)
     else:
-        raise ValueError(f"task: unknown {spec.task!r}")
+        model = build_model(spec.arch, 20, spec.hidden, 20, output="all", **common)
     model.to(device)
     callback = spectrum_callback(test_split.x[: spec.le_sequences], warmup=spec.le_warmup, k=spec.le_k)
     history = train(model, _limit(train_split, spec.train_size), _limit(val_split, 512), epochs=spec.epochs, lr=spec.lr,
@@ -220,18 +211,29 @@ def _train_reservoir(spec: NetworkSpec) -> dict:
             "spectrum": spectrum, "target": str(info)}
 
 
+def _task_data(spec: NetworkSpec) -> tuple[tuple[Split, Split, Split], int | None]:
+    """The (train, validation, test) splits of a spec's task and dataset, and the vocabulary size for tokens."""
+    if spec.task == "digits_rows":
+        return digits_data("rows", dataset=spec.dataset or "sklearn_digits", seed=spec.seed % 7), None
+    if spec.task == "characters":
+        data = char_data(spec.dataset or "pydoc", seq_len=100, seed=0)
+        return (data.train, data.validation, data.test), len(data.vocabulary)
+    if spec.task == "signal":
+        if spec.dataset == "cmu_mocap":
+            return mocap_data(spec.trials, seq_len=100, seed=0), None
+        sequences = spec.train_size or 200
+        return lorenz96_data(sequences=int(sequences / 0.8), seq_len=100, seed=0), None
+    raise ValueError(f"task: unknown {spec.task!r}")
+
+
 def _download_first(specs: list[NetworkSpec]) -> None:
-    """Fetch every downloaded dataset the specs need, once, in this process.
+    """Load, once in this process, every downloaded dataset the specs need.
 
     Offline, this fails before any training; and parallel jobs never fetch the same file at once.
     """
-    for task, dataset, trials in sorted({(s.task, s.dataset, s.trials) for s in specs if s.dataset is not None}):
-        if task == "characters":
-            char_data(dataset, seq_len=100, seed=0)
-        elif task == "digits_rows":
-            digits_data("rows", dataset=dataset)
-        elif dataset == "cmu_mocap":
-            mocap_data(trials, seq_len=100, seed=0)
+    needing = {(s.task, s.dataset, s.trials): s for s in specs if s.dataset is not None}
+    for spec in needing.values():
+        _task_data(spec)
 
 
 def run_zoo(specs: list[NetworkSpec], *, cache: Path | None = None, n_jobs: int = 1, progress: bool = True,
