@@ -360,6 +360,19 @@ def test_fit_history_schedule_and_best_state(fitted):
                                                                                              standardised=True)))
 
 
+def test_kept_state_is_the_best_not_the_last():
+    spectra, loss, family = _two_families(n=48, length=8)
+    reversed_loss = np.where(family, 1.0, 0.2)  # validation says the opposite: learning makes it worse
+    fit = aelle.fit_aelle(spectra[:32], loss[:32], spectra[32:], reversed_loss[32:], latent=2, epochs_per_stage=5,
+                          lr=3e-3, batch_size=16, seed=0, progress=False, dtype=torch.float64)
+    assert fit.best_epoch < len(fit.history) and fit.best.val_prediction < fit.final.val_prediction
+    z_val = fit.model.standardise(reversed_loss[32:])
+    kept = np.mean((fit.model.predict(spectra[32:], standardised=True) - z_val) ** 2)
+    last = np.mean((fit.final_model().predict(spectra[32:], standardised=True) - z_val) ** 2)
+    assert kept == pytest.approx(fit.best.val_prediction, rel=1e-10)
+    assert last == pytest.approx(fit.final.val_prediction, rel=1e-10)
+
+
 def test_snapshot_is_a_real_copy():
     from lyapbook.aelle.model import _snapshot
 
@@ -375,7 +388,8 @@ def test_fit_is_seeded_and_leaves_global_random_state_alone():
     spectra, loss, _ = _two_families(n=24, length=8)
     rng_state = torch.get_rng_state()
     kwargs = dict(latent=2, epochs_per_stage=2, batch_size=8, seed=7, progress=False, dtype=torch.float64)
-    first, second = aelle.fit_aelle(spectra, loss, **kwargs), aelle.fit_aelle(spectra, loss, **kwargs)
+    first = aelle.fit_aelle(spectra, loss, **kwargs)
+    second = aelle.fit_aelle(spectra, loss, **{**kwargs, "progress": True})  # the progress bar changes nothing
     assert torch.equal(torch.get_rng_state(), rng_state)
     assert first.history == second.history and fit_states_equal(first.final_state, second.final_state)
     other = aelle.fit_aelle(spectra, loss, **{**kwargs, "seed": 8})
@@ -413,7 +427,8 @@ def test_perturbation_moves_the_head_by_exactly_delta_t(fitted):
                                atol=1e-12)
     w, _ = fit.model.head_weights()
     shift = out.perturbed - latent
-    np.testing.assert_allclose(shift, np.broadcast_to(grid[:, None, None] * w / (w @ w), shift.shape), atol=1e-12)  # along w, minimum norm
+    expected = np.broadcast_to(grid[:, None, None] * w / (w @ w), shift.shape)  # along w, minimum norm
+    np.testing.assert_allclose(shift, expected, atol=1e-12)
     assert out.decoded.shape == (7, 10, spectra.shape[1])
     np.testing.assert_allclose(out.decoded[3], fit.model.decode(latent), atol=1e-12)
     in_loss = aelle.latent_perturbation(fit.model, latent, [0.1], units="loss")
@@ -479,3 +494,22 @@ def test_prednet_learns_a_linear_map():
     again = aelle.fit_prednet(x[:48], y[:48], hidden=16, steps=5, lr=1e-2, seed=0, progress=False, dtype=torch.float64)
     np.testing.assert_array_equal(again.train_loss, fit.train_loss[:5])
     assert fit.predict(x[:2]).shape == (2,)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_and_perturb_on_cuda():
+    spectra, loss, _ = _two_families(n=32, length=8)
+    kwargs = dict(latent=2, epochs_per_stage=3, batch_size=8, seed=3, progress=False, dtype=torch.float64,
+                  device="cuda")
+    fit = aelle.fit_aelle(spectra[:24], loss[:24], spectra[24:], loss[24:], **kwargs)
+    assert next(fit.model.parameters()).is_cuda and next(fit.final_model().parameters()).is_cuda
+    again = aelle.fit_aelle(spectra[:24], loss[:24], spectra[24:], loss[24:], **kwargs)
+    # seeded on the device too (1e-10: cuBLAS may order a float64 reduction differently between runs)
+    np.testing.assert_allclose([e.val_prediction for e in again.history], [e.val_prediction for e in fit.history],
+                               rtol=1e-10)
+    latent = fit.model.encode(spectra)
+    assert isinstance(latent, np.ndarray) and latent.shape == (32, 2)
+    out = aelle.latent_perturbation(fit.model, latent, [-1.0, 1.0], decode=True)
+    np.testing.assert_allclose(out.predicted - out.base_prediction, [[-1.0] * 32, [1.0] * 32], atol=1e-12)
+    prednet = aelle.fit_prednet(spectra, loss, hidden=4, steps=3, device="cuda", progress=False)
+    assert prednet.predict(spectra).shape == (32,)

@@ -139,6 +139,19 @@ def best_f1_threshold(statistic, good) -> ThresholdScan:
                          f1_below=f1_below)
 
 
+def _score_matrix(scores, d: int) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] < d:
+        raise ValueError(f"scores: expected shape (n, >= {d}) (PC scores), got {scores.shape}; pass at least d columns")
+    return scores
+
+
+def _cell_codes(scores: np.ndarray, medians: np.ndarray) -> np.ndarray:
+    """Bit j of a sample's code is set when its score on PC j lies above that PC's median."""
+    d = len(medians)
+    return (scores[:, :d] > medians).astype(np.int64) @ (np.int64(1) << np.arange(d, dtype=np.int64))
+
+
 @dataclass(frozen=True)
 class OrthantRule:
     """The 2^d-orthant union rule (Table 3.3), fitted on training scores.
@@ -164,11 +177,7 @@ class OrthantRule:
 
     def cell_of(self, scores) -> np.ndarray:
         """Cell codes (n,) of scores (n, ≥d) (only the first d columns are read)."""
-        scores = np.asarray(scores, dtype=np.float64)
-        if scores.ndim != 2 or scores.shape[1] < self.d:
-            raise ValueError(f"scores: expected shape (n, >= {self.d}) (PC scores), got {scores.shape}")
-        above = scores[:, : self.d] > self.medians
-        return above.astype(np.int64) @ (np.int64(1) << np.arange(self.d, dtype=np.int64))
+        return _cell_codes(_score_matrix(scores, self.d), self.medians)
 
     def predict(self, scores) -> np.ndarray:
         """Predicted good (n,): the sample's cell is an optimal training cell (empty cells never are)."""
@@ -185,14 +194,10 @@ def orthant_classifier(scores, good, d: int) -> OrthantRule:
     """
     if not isinstance(d, (int, np.integer)) or not 1 <= d <= 62:
         raise ValueError(f"d: must be an integer between 1 and 62, got {d!r}")
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2 or scores.shape[1] < d:
-        raise ValueError(f"scores: expected shape (n, >= {d}), got {scores.shape}; pass at least d PC columns")
+    scores = _score_matrix(scores, d)
     labels = _paired(scores[:, 0], good, "orthant_classifier")[1]
     medians = np.median(scores[:, :d], axis=0)
-    probe = OrthantRule(medians=medians, cells=np.empty(0, dtype=np.int64), cell_good=np.empty(0),
-                        cell_bad=np.empty(0), optimal=np.empty(0, dtype=bool))
-    cells, inverse = np.unique(probe.cell_of(scores), return_inverse=True)
+    cells, inverse = np.unique(_cell_codes(scores, medians), return_inverse=True)
     cell_good = np.bincount(inverse, weights=labels, minlength=len(cells)).astype(int)
     cell_bad = np.bincount(inverse, weights=~labels, minlength=len(cells)).astype(int)
     return OrthantRule(medians=medians, cells=cells, cell_good=cell_good, cell_bad=cell_bad,

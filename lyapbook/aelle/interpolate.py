@@ -118,12 +118,18 @@ def prepare_spectra(spectra: Sequence | np.ndarray, length: int | None = None, *
     """Reject non-finite spectra, then bring the rest to one length (the AeLLE input, §1.2 of the spec).
 
     ``spectra`` is an (n, N) array or a sequence of n one-dimensional spectra, possibly of different
-    lengths (networks of several hidden sizes). With ``length=None`` all spectra must share one
-    length; otherwise each is resampled by :func:`interpolate_spectrum` with ``rule``. A spectrum
+    lengths (networks of several hidden sizes), e.g. a zoo frame's ``spectrum`` column. With
+    ``length=None`` all spectra must share one length; otherwise each is resampled by
+    :func:`interpolate_spectrum` with ``rule``. A spectrum
     holding NaN or ±inf is not used: its index goes to ``rejected`` (and its length is still
     recorded), so the caller can report how many networks were excluded.
     """
-    if isinstance(spectra, (np.ndarray, torch.Tensor)):
+    if length is not None and (not isinstance(length, (int, np.integer)) or length < 1):
+        raise ValueError(f"length: must be a positive integer or None, got {length!r}")
+    if rule not in ("auto", "midpoint", "linear"):
+        raise ValueError(f"rule: unknown {rule!r}; choose 'auto', 'midpoint' or 'linear'")
+    # an object array (a frame column's .to_numpy()) holds spectra of possibly different lengths
+    if isinstance(spectra, torch.Tensor) or (isinstance(spectra, np.ndarray) and spectra.dtype != object):
         array = _as_array(spectra)
         if array.ndim != 2:
             raise ValueError(f"spectra: an array must have shape (n, N), got {array.shape}; pass a list of "
@@ -141,7 +147,7 @@ def prepare_spectra(spectra: Sequence | np.ndarray, length: int | None = None, *
     if length is None and len(set(lengths.tolist())) > 1:
         raise ValueError(f"spectra: lengths differ ({sorted(set(lengths.tolist()))}) and length=None; pass "
                          f"length=... (e.g. {int(lengths.max())}) to interpolate them to a common length")
-    target = int(lengths[0]) if length is None else length
+    target = int(lengths[0]) if length is None else int(length)
     finite = np.array([bool(np.isfinite(r).all()) for r in rows])
     kept, rejected = np.flatnonzero(finite), np.flatnonzero(~finite)
     out = np.empty((len(kept), target))

@@ -205,8 +205,7 @@ def bootstrap(statistic: Callable[[np.ndarray], float], n_rows: int, groups=None
     """
     _check_level(level, n_draws)
     codes, count = _groups(groups, n_rows)
-    rows_of = [np.flatnonzero(codes == g) for g in range(count)]
     multiplicity = _draw(int(count), n_draws, seed)
-    draws = np.array([float(statistic(np.concatenate([np.repeat(rows_of[g], m[g]) for g in np.flatnonzero(m)])))
-                      for m in multiplicity])
+    rows = np.arange(n_rows)
+    draws = np.array([float(statistic(np.repeat(rows, m[codes]))) for m in multiplicity])
     return _interval(float(statistic(np.arange(n_rows))), draws, level), draws

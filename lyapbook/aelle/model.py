@@ -47,10 +47,10 @@ class AeLLE(nn.Module):
 
     def __init__(self, length: int, latent: int = 32, hidden: int | None = None, dropout: float = 0.1):
         super().__init__()
-        hidden = max(1, length // 4) if hidden is None else hidden
-        for name, value in (("length", length), ("latent", latent), ("hidden", hidden)):
+        for name, value in (("length", length), ("latent", latent), ("hidden", 1 if hidden is None else hidden)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        hidden = max(1, length // 4) if hidden is None else hidden
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout: must lie in [0, 1), got {dropout}")
         self.config = {"length": int(length), "latent": int(latent), "hidden": int(hidden), "dropout": float(dropout)}
@@ -224,10 +224,33 @@ def _check_pair(inputs, targets, names: tuple[str, str], width: int | None) -> t
 
 
 def _losses(model: AeLLE, z: torch.Tensor, t: torch.Tensor, reconstruction: str, prediction: str):
+    """(reconstruction, prediction) loss tensors of Eq. 3.6 on one batch."""
     recon, predicted, _ = model(z)
     rec = (recon - z).abs().mean() if reconstruction == "l1" else ((recon - z) ** 2).mean()
     pred = ((predicted - t) ** 2).mean() if prediction == "l2" else (predicted - t).abs().mean()
     return rec, pred
+
+
+def _train_epoch(model: AeLLE, optimizer: torch.optim.Optimizer, z: torch.Tensor, t: torch.Tensor, alpha: float,
+                 order: torch.Tensor, batch_size: int, losses: dict) -> tuple[float, float]:
+    """One pass over shuffled mini-batches; the epoch's mean reconstruction and prediction losses."""
+    model.train()
+    totals = torch.zeros(2, dtype=torch.float64, device=z.device)  # summed on the device: one sync per epoch
+    for batch in order.to(z.device).split(batch_size):
+        rec, pred = _losses(model, z[batch], t[batch], **losses)
+        optimizer.zero_grad()
+        (rec + alpha * pred).backward()
+        optimizer.step()
+        totals += torch.stack([rec.detach(), pred.detach()]).to(torch.float64) * len(batch)
+    rec_mean, pred_mean = (totals / len(t)).tolist()
+    return rec_mean, pred_mean
+
+
+@torch.no_grad()
+def _validate(model: AeLLE, z: torch.Tensor, t: torch.Tensor, losses: dict) -> tuple[float, float]:
+    model.eval()
+    rec, pred = _losses(model, z, t, **losses)
+    return rec.item(), pred.item()
 
 
 def fit_aelle(spectra, targets, val_spectra=None, val_targets=None, *, latent: int = 32, hidden: int | None = None,
@@ -282,39 +305,26 @@ def fit_aelle(spectra, targets, val_spectra=None, val_targets=None, *, latent: i
             zv_t, tv_t = as_t(z_val), as_t((t_val - mean) / std)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         order_rng = torch.Generator().manual_seed(seed)
+        losses = {"reconstruction": reconstruction, "prediction": prediction}
         history, best_state, best_loss = [], None, np.inf
-        total = len(alphas) * epochs_per_stage
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, desc="AeLLE", unit="epoch")
+            bar = tqdm(total=len(alphas) * epochs_per_stage, desc="AeLLE", unit="epoch")
         for stage, alpha in enumerate(alphas, start=1):
             for _ in range(epochs_per_stage):
-                model.train()
-                rec_sum = pred_sum = 0.0
-                for batch in torch.randperm(len(t), generator=order_rng).split(batch_size):
-                    batch = batch.to(device)
-                    rec, pred = _losses(model, z_t[batch], t_t[batch], reconstruction, prediction)
-                    optimizer.zero_grad()
-                    (rec + alpha * pred).backward()
-                    optimizer.step()
-                    rec_sum += rec.item() * len(batch)
-                    pred_sum += pred.item() * len(batch)
-                val_rec = val_pred = None
-                if has_val:
-                    model.eval()
-                    with torch.no_grad():
-                        val_rec, val_pred = (v.item() for v in _losses(model, zv_t, tv_t, reconstruction, prediction))
-                record = AeEpoch(epoch=len(history) + 1, stage=stage, alpha=alpha, train_reconstruction=rec_sum / len(t),
-                                 train_prediction=pred_sum / len(t), val_reconstruction=val_rec, val_prediction=val_pred)
+                order = torch.randperm(len(t), generator=order_rng)
+                rec, pred = _train_epoch(model, optimizer, z_t, t_t, alpha, order, batch_size, losses)
+                val_rec, val_pred = _validate(model, zv_t, tv_t, losses) if has_val else (None, None)
+                record = AeEpoch(epoch=len(history) + 1, stage=stage, alpha=alpha, train_reconstruction=rec,
+                                 train_prediction=pred, val_reconstruction=val_rec, val_prediction=val_pred)
                 history.append(record)
                 if has_val and val_pred < best_loss:
                     best_loss, best_state, best_epoch = val_pred, _snapshot(model), record.epoch
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(alpha=alpha, rec=f"{record.train_reconstruction:.3g}",
-                                    pred=f"{record.train_prediction:.3g}",
+                    bar.set_postfix(alpha=alpha, rec=f"{rec:.3g}", pred=f"{pred:.3g}",
                                     val=f"{val_pred:.3g}" if has_val else "-", refresh=False)
         if bar is not None:
             bar.close()
