@@ -88,6 +88,10 @@ def test_helpers_write_nothing_outside_the_book(tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     publish.figure(fig, "fig-1-1", "caption")
     publish.table(pd.DataFrame({"a": [1]}), "tab-1-ref", "caption")
+    publish.show_table(pd.DataFrame({"a": [1]}), "A title")
+    assert publish.value("x", np.float32(0.5)) == 0.5
+    record = publish.verdict("fig-1-2", claim="c", paper="p", ours="o", verdict="within noise")
+    assert record["verdict"] == "within noise"
     assert list(tmp_path.iterdir()) == []
     assert not plt.get_fignums()
 
@@ -168,7 +172,7 @@ def tiny_book(tmp_path):
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/09_tiny\n")
     for name in ("_config.yml", "references.bib"):
         shutil.copy2(ROOT / name, tmp_path / name)
-    (tmp_path / "intro.md").write_text("# Tiny book\n")
+    (tmp_path / "intro.md").write_text("# Tiny book\n\n```{bibliography}\n```\n")
     return tmp_path
 
 
@@ -221,7 +225,7 @@ def test_rendered_html_numbers_and_labels_each_item(tiny_book):
     reader = json.loads((index.parent / "_sources" / "chapters" / "09_tiny.ipynb").read_text())
     outputs = [o for cell in reader["cells"] for o in cell.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs)
-    assert any(o.get("data", {}).get("text/markdown", "").startswith("|   n |") for o in outputs)
+    assert any("".join(o.get("data", {}).get("text/markdown", "")).startswith("|   n |") for o in outputs)
     prose = "\n".join("".join(cell["source"]) for cell in reader["cells"] if cell["cell_type"] == "markdown")
     assert "See Fig. 1 and Table 1 ([Vogt, 2023])." in prose and "**Fig. 1.** A line of 5 points." in prose
     assert "{glue" not in prose and "{numref}" not in prose

@@ -155,7 +155,8 @@ def myst_to_markdown(text: str, resolver: Resolver, glued: Glued, captions: dict
         block = _directive(match["name"], match["argument"].strip(), options, "\n".join(content), resolver, glued, captions)
         out.extend(indent + line if line else line for line in block.split("\n"))
         i = end + 1
-    return _roles("\n".join(out), resolver, glued).strip("\n")
+    text = _roles("\n".join(out), resolver, glued)
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")  # where dropped directives stood
 
 
 def _directive(name, argument, options, content, resolver, glued, captions) -> str:
