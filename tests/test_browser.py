@@ -51,6 +51,12 @@ BROKEN = {
               "</mjx-math></mjx-container>"),
     ),
     "broken-link.html": ("broken-link", _page("<a href='no-such-page.html'>a</a> <a href='clean.html#no-such-anchor'>b</a>")),
+    "print-loses-number.html": (
+        "print",
+        _page("<h1><span class='section-number'>1. </span>Title</h1><details class='hide'><summary>Show code</summary>"
+              "<pre>x = 1</pre></details>", "<style>@media print { article h1 { display: none } }</style>"
+              "<h1 class='onlyprint'>Title</h1>"),
+    ),
 }
 CLEAN = _page(
     "<p id='top'>Nothing wrong here: <a href='clean.html#top'>a link</a>, <a href='https://example.org/'>another site</a>,"

@@ -9,7 +9,8 @@ with every host but the local one blocked, and reports each :class:`Problem`:
 - ``missing-image``: an image that did not load;
 - ``too-wide``: a display equation or a table wider than the text column (a table marked
   ``lyapbook-scroll`` may be wider if its own box scrolls and fits the column);
-- ``broken-link``: a link to a page or anchor of the book that does not exist.
+- ``broken-link``: a link to a page or anchor of the book that does not exist;
+- ``print``: printed, the page loses its chapter number or shows folded code as an empty box.
 
 Chromium is driven through the DevTools protocol over a pipe (``--remote-debugging-pipe``), so
 nothing but Debian's ``chromium`` is needed. It is started headless with a fresh profile and the
@@ -312,6 +313,28 @@ PAGE_SCRIPT = r"""
 """
 
 
+# Runs with print media emulated: the numbered title and no folded-code boxes must show.
+PRINT_SCRIPT = r"""
+(() => {
+  const found = [];
+  const shown = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  const numbered = document.querySelector('article h1 .section-number');
+  const titles = [...document.querySelectorAll('h1')].filter(shown);
+  if (numbered && !(titles.length && titles[0].querySelector('.section-number'))) {
+    found.push(['print', 'the first printed title has no chapter number: ' +
+      (titles.length ? titles[0].textContent.trim().slice(0, 60) : 'no title')]);
+  }
+  for (const folded of document.querySelectorAll('details.hide')) {
+    if (shown(folded) && !folded.open) {
+      found.push(['print', 'a folded code cell prints as an empty box: ' +
+        folded.textContent.trim().replace(/\s+/g, ' ').slice(0, 60)]);
+    }
+  }
+  return found;
+})()
+"""
+
+
 def _pages(site: Path) -> list[Path]:
     return sorted(
         p for p in site.rglob("*.html")
@@ -372,7 +395,10 @@ def check_page(browser: Chromium, url: str, base: str, site: Path, page: str, mo
     measured = browser.evaluate(PAGE_SCRIPT, timeout=60)
     time.sleep(0.05)  # let late console messages arrive
     browser.call("Runtime.evaluate", {"expression": "0"}, session=True)
-    found = measured["found"] + _console_problems(browser.events) + _remote_requests(browser.events)
+    browser.call("Emulation.setEmulatedMedia", {"media": "print"}, session=True)
+    printed = browser.evaluate(PRINT_SCRIPT)
+    browser.call("Emulation.setEmulatedMedia", {"media": ""}, session=True)
+    found = measured["found"] + printed + _console_problems(browser.events) + _remote_requests(browser.events)
     found += _broken_links(measured["links"], base, site)
     unique = list(dict.fromkeys(tuple(f) for f in found))
     return [Problem(page, mode, kind, detail) for kind, detail in unique]
