@@ -98,3 +98,14 @@ def test_the_scorecard_lists_every_item_with_its_state():
     assert text.count(f"*{NOT_BUILT}*") == 50
     for chapter in (1, 2, 3, 4):
         assert f"**Chapter {chapter}: " in text
+
+
+def test_one_chapter_table_for_the_end_of_a_chapter():
+    manifest = {"profile": "ci", "items": {"fig-1-2": {"kind": "figure", "chapter": "01_x", "profile": "ci", "verdicts": [
+        {"claim": "chaos", "paper": "> 0", "ours": "0.9", "verdict": "reproduced", "interval": None}]}}}
+    text = "\n".join(scorecard_markdown(load_inventory(), manifest, chapter=1))
+    assert "items built" not in text and "**Chapter" not in text  # no book-wide tally or headings
+    assert "| {numref}`fig-1-2` `fig-1-2` | chaos. *Paper:* > 0 | 0.9 | **reproduced** (`ci`) |" in text
+    assert "fig-2-1" not in text and f"*{NOT_BUILT}*" in text  # fig-1-1 and tab-1-ref not built here
+    with pytest.raises(ValueError, match="no chapter 7"):
+        scorecard_markdown(load_inventory(), manifest, chapter=7)

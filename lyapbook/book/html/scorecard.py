@@ -47,9 +47,18 @@ def _ours(claim: dict) -> str:
     return f"{ours} (95%: {interval[0]:.3g} to {interval[1]:.3g})" if interval else ours
 
 
-def scorecard_markdown(inventory: Inventory, manifest: dict) -> list[str]:
-    """MyST Markdown lines of the scorecard for ``manifest`` (a build's manifest.json)."""
+def scorecard_markdown(inventory: Inventory, manifest: dict, chapter: int | None = None) -> list[str]:
+    """MyST Markdown lines of the scorecard for ``manifest`` (a build's manifest.json).
+
+    With ``chapter`` (e.g. ``2``), only that chapter's table, without the book-wide tally: the
+    summary table a chapter shows at its end.
+    """
     items = manifest.get("items", {})
+    if chapter is not None:
+        if chapter not in inventory.chapters:
+            raise ValueError(f"scorecard: no chapter {chapter!r} in the inventory; chapters are "
+                             f"{', '.join(map(str, inventory.chapters))}")
+        return _chapter_table(inventory, items, chapter)
     counts: Counter = Counter()
     built = 0
     for item in inventory.items:
@@ -64,32 +73,36 @@ def scorecard_markdown(inventory: Inventory, manifest: dict) -> list[str]:
         "",
     ]
     for chapter, title in inventory.chapters.items():
-        chapter_items = [item for item in inventory.items if item.chapter == chapter]
-        lines += [f"**Chapter {chapter}: {title}**", ""]
-        lines += ["| Item | The dissertation | Ours | Verdict (profile) |", "|---|---|---|---|"]
-        for item in chapter_items:
-            entry = items.get(item.id)
-            if not entry:
-                lines.append(f"| `{item.id}` | {_said(item.claim, item.paper)} | – | *{NOT_BUILT}* |")
-                continue
-            claims = entry.get("verdicts") or [None]
-            for number, claim in enumerate(claims):
-                first = _link(item, entry) if number == 0 else ""
-                profile = f"(`{entry.get('profile', '?')}`)"
-                if claim is None:
-                    said = _said(item.claim, item.paper)
-                    lines.append(f"| {first} | {said} | – | *{NO_VERDICT}* {profile} |")
-                else:
-                    said = _said(claim["claim"], claim["paper"])
-                    lines.append(f"| {first} | {said} | {_ours(claim)} | **{claim['verdict']}** {profile} |")
-        lines.append("")
+        lines += [f"**Chapter {chapter}: {title}**", "", *_chapter_table(inventory, items, chapter)]
+    return lines
+
+
+def _chapter_table(inventory: Inventory, items: dict, chapter: int) -> list[str]:
+    lines = ["| Item | The dissertation | Ours | Verdict (profile) |", "|---|---|---|---|"]
+    for item in (item for item in inventory.items if item.chapter == chapter):
+        entry = items.get(item.id)
+        if not entry:
+            lines.append(f"| `{item.id}` | {_said(item.claim, item.paper)} | – | *{NOT_BUILT}* |")
+            continue
+        claims = entry.get("verdicts") or [None]
+        for number, claim in enumerate(claims):
+            first = _link(item, entry) if number == 0 else ""
+            profile = f"(`{entry.get('profile', '?')}`)"
+            if claim is None:
+                said = _said(item.claim, item.paper)
+                lines.append(f"| {first} | {said} | – | *{NO_VERDICT}* {profile} |")
+            else:
+                said = _said(claim["claim"], claim["paper"])
+                lines.append(f"| {first} | {said} | {_ours(claim)} | **{claim['verdict']}** {profile} |")
+    lines.append("")
     return lines
 
 
 class ScorecardDirective(SphinxDirective):
-    """``{scorecard}``: the scorecard of this build (no arguments, no content)."""
+    """``{scorecard}``: the scorecard of this build; ``:chapter: 2`` shows one chapter's table."""
 
     has_content = False
+    option_spec = {"chapter": int}
 
     def run(self) -> list[nodes.Node]:
         manifest_path = Path(self.env.srcdir) / "manifest.json"
@@ -97,7 +110,7 @@ class ScorecardDirective(SphinxDirective):
         self.env.note_dependency(str(INVENTORY_FILE))
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         container = nodes.container(classes=["lyapbook-scorecard"])
-        lines = scorecard_markdown(load_inventory(), manifest)
+        lines = scorecard_markdown(load_inventory(), manifest, self.options.get("chapter"))
         self.state.nested_parse(StringList(lines, source="scorecard"), self.content_offset, container)
         return [container]
 
