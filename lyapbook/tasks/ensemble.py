@@ -31,7 +31,8 @@ from .data import Split
 from .models import CELL_OPTIONS, SequenceModel
 from .training import OPTIMIZERS, EarlyStopping, EpochRecord, spectrum_callback
 
-__all__ = ["Ensemble", "MemberHistory", "evaluate_ensemble", "member_spectra", "noise_seed", "train_ensemble"]
+__all__ = ["Ensemble", "MemberHistory", "ensemble_step", "evaluate_ensemble", "make_ensemble_optimizer", "member_spectra",
+           "noise_seed", "train_ensemble"]
 
 # Constructor arguments that must agree inside an ensemble (dropout and cell values may differ).
 _SHARED = ("arch", "input_size", "hidden_size", "output_size", "vocabulary", "output", "loss", "bias")
@@ -87,7 +88,7 @@ class Ensemble:
         self.cell = {name: torch.tensor([m.cell_options()[name] for m in models], dtype=like.dtype,
                                         device=like.device).reshape(-1, 1, 1)
                      for name in CELL_OPTIONS[self.arch]}
-        self.dropout = torch.tensor([m.config["dropout"] for m in models], dtype=like.dtype, device=like.device)
+        self.dropout = torch.tensor([m.dropout.p for m in models], dtype=like.dtype, device=like.device)
 
     @classmethod
     def from_models(cls, models: Sequence[SequenceModel]) -> Ensemble:
@@ -173,23 +174,44 @@ class Ensemble:
 # They implement the same updates as lyapbook.rnn's cells and PyTorch's RNNs (tests compare them).
 
 
+def _drive(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """The input drive of every step, x (E, batch, time, in) -> time tensors (E, batch, out).
+
+    The (small) inputs are put time-major first, so each step's drive is a view and the backward
+    pass gathers all steps in one operation."""
+    return _linear(x.transpose(1, 2), weight, bias).unbind(1)
+
+
 def _torch_biases(ens: Ensemble) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     return ens.core_param("bias_ih_l0"), ens.core_param("bias_hh_l0")
 
 
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh; on the CPU as 2 sigmoid(2x) - 1, which PyTorch's CPU kernels compute several times faster."""
+    return torch.tanh(x) if x.is_cuda else torch.sigmoid(2.0 * x) * 2.0 - 1.0
+
+
+def _gate_scale(n: int, like: torch.Tensor) -> torch.Tensor:
+    """(4n,) ones with 2 on the candidate gate g: one sigmoid then gives i, f, o and (tanh(g) + 1) / 2."""
+    scale = torch.ones(4 * n, dtype=like.dtype, device=like.device)
+    scale[2 * n : 3 * n] = 2.0
+    return scale
+
+
 def _lstm(ens: Ensemble, x, generators):
     b_ih, b_hh = _torch_biases(ens)
-    w_hh = ens.core_param("weight_hh_l0").transpose(1, 2)
-    drive = _linear(x, ens.core_param("weight_ih_l0"), None if b_ih is None else b_ih + b_hh)
-    count, batch, steps, n = x.shape[0], x.shape[1], x.shape[2], w_hh.shape[1]
-    h = drive.new_zeros(count, batch, n)
-    c = drive.new_zeros(count, batch, n)
+    w_hh = ens.core_param("weight_hh_l0")
+    n = w_hh.shape[-1]
+    scale = _gate_scale(n, w_hh)
+    w_hh = (w_hh * scale.unsqueeze(-1)).transpose(1, 2)
+    drive_t = _drive(x, ens.core_param("weight_ih_l0") * scale.unsqueeze(-1), None if b_ih is None else (b_ih + b_hh) * scale)
+    h = drive_t[0].new_zeros(x.shape[0], x.shape[1], n)
+    c = torch.zeros_like(h)
     out = []
-    for t in range(steps):
-        gates = torch.baddbmm(drive[:, :, t], h, w_hh)
-        i, f, g, o = gates.chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+    for t in range(len(drive_t)):
+        i, f, g, o = torch.sigmoid(torch.baddbmm(drive_t[t], h, w_hh)).chunk(4, dim=-1)  # g holds (tanh(g) + 1) / 2
+        c = f * c + i * (2.0 * g - 1.0)
+        h = o * _tanh(c)
         out.append(h)
     return torch.stack(out, dim=2)
 
@@ -203,16 +225,15 @@ def _gru(ens: Ensemble, x, generators):
         b_hn = b_hh[:, 2 * n :].unsqueeze(1)
     else:
         b_in, b_hn = None, None
-    drive = _linear(x, ens.core_param("weight_ih_l0"), b_in)
-    h = drive.new_zeros(x.shape[0], x.shape[1], n)
+    drive_t = _drive(x, ens.core_param("weight_ih_l0"), b_in)
+    h = drive_t[0].new_zeros(x.shape[0], x.shape[1], n)
     out = []
-    for t in range(x.shape[2]):
+    for t in range(len(drive_t)):
         from_h = torch.bmm(h, w_hh)
-        d = drive[:, :, t]
-        r = torch.sigmoid(d[..., :n] + from_h[..., :n])
-        z = torch.sigmoid(d[..., n : 2 * n] + from_h[..., n : 2 * n])
+        d = drive_t[t]
+        r, z = torch.sigmoid(d[..., : 2 * n] + from_h[..., : 2 * n]).chunk(2, dim=-1)
         hidden_n = from_h[..., 2 * n :] if b_hn is None else from_h[..., 2 * n :] + b_hn
-        cand = torch.tanh(d[..., 2 * n :] + r * hidden_n)
+        cand = _tanh(d[..., 2 * n :] + r * hidden_n)
         h = (1.0 - z) * cand + z * h
         out.append(h)
     return torch.stack(out, dim=2)
@@ -221,11 +242,11 @@ def _gru(ens: Ensemble, x, generators):
 def _rnn(ens: Ensemble, x, generators):
     b_ih, b_hh = _torch_biases(ens)
     w_hh = ens.core_param("weight_hh_l0").transpose(1, 2)
-    drive = _linear(x, ens.core_param("weight_ih_l0"), None if b_ih is None else b_ih + b_hh)
-    h = drive.new_zeros(x.shape[0], x.shape[1], w_hh.shape[1])
+    drive_t = _drive(x, ens.core_param("weight_ih_l0"), None if b_ih is None else b_ih + b_hh)
+    h = drive_t[0].new_zeros(x.shape[0], x.shape[1], w_hh.shape[1])
     out = []
-    for t in range(x.shape[2]):
-        h = torch.tanh(torch.baddbmm(drive[:, :, t], h, w_hh))
+    for t in range(len(drive_t)):
+        h = _tanh(torch.baddbmm(drive_t[t], h, w_hh))
         out.append(h)
     return torch.stack(out, dim=2)
 
@@ -237,25 +258,25 @@ def _eye_like(weight: torch.Tensor) -> torch.Tensor:
 def _asrnn(ens: Ensemble, x, generators):
     W = ens.core_param("W")
     matrix = W - W.transpose(1, 2) - ens.cell["gamma"] * _eye_like(W)  # W - W^T - gamma I (Eq. 3.3)
-    drive = _linear(x, ens.core_param("V.weight"), ens.core_param("V.bias"))
+    drive_t = _drive(x, ens.core_param("V.weight"), ens.core_param("V.bias"))
     eps, matrix_t = ens.cell["eps"], matrix.transpose(1, 2)
-    h = drive.new_zeros(x.shape[0], x.shape[1], W.shape[-1])
+    h = drive_t[0].new_zeros(x.shape[0], x.shape[1], W.shape[-1])
     out = []
-    for t in range(x.shape[2]):
-        h = h + eps * torch.tanh(torch.baddbmm(drive[:, :, t], h, matrix_t))
+    for t in range(len(drive_t)):
+        h = h + eps * _tanh(torch.baddbmm(drive_t[t], h, matrix_t))
         out.append(h)
     return torch.stack(out, dim=2)
 
 
 def _cornn(ens: Ensemble, x, generators):
     both = torch.cat([ens.core_param("W.weight"), ens.core_param("W_z.weight")], dim=-1).transpose(1, 2)  # (E, 2n, n)
-    drive = _linear(x, ens.core_param("V.weight"), ens.core_param("V.bias"))
+    drive_t = _drive(x, ens.core_param("V.weight"), ens.core_param("V.bias"))
     dt, gamma, eps = ens.cell["dt"], ens.cell["gamma"], ens.cell["eps"]
-    y = drive.new_zeros(x.shape[0], x.shape[1], both.shape[-1])
+    y = drive_t[0].new_zeros(x.shape[0], x.shape[1], both.shape[-1])
     z = torch.zeros_like(y)
     out = []
-    for t in range(x.shape[2]):
-        activation = torch.tanh(torch.baddbmm(drive[:, :, t], torch.cat([y, z], dim=-1), both))
+    for t in range(len(drive_t)):
+        activation = _tanh(torch.baddbmm(drive_t[t], torch.cat([y, z], dim=-1), both))
         z = z + dt * (activation - gamma * y - eps * z)
         y = y + dt * z
         out.append(y)
@@ -276,14 +297,14 @@ def _lipschitz_matrices(ens: Ensemble) -> torch.Tensor:
 def _lipschitz(ens: Ensemble, x, generators):
     both_t = _lipschitz_matrices(ens).transpose(1, 2)  # (E, n, 2n)
     n = both_t.shape[1]
-    drive = _linear(x, ens.core_param("U.weight"), ens.core_param("U.bias"))
+    drive_t = _drive(x, ens.core_param("U.weight"), ens.core_param("U.bias"))
     dt = ens.cell["dt"]
-    noise = _noise(ens, generators, x.shape[2], x.shape[1], n, drive) if ens.arch == "noisy" else None
-    h = drive.new_zeros(x.shape[0], x.shape[1], n)
+    noise = _noise(ens, generators, x.shape[2], x.shape[1], n, drive_t[0]) if ens.arch == "noisy" else None
+    h = drive_t[0].new_zeros(x.shape[0], x.shape[1], n)
     out = []
-    for t in range(x.shape[2]):
+    for t in range(len(drive_t)):
         product = torch.bmm(h, both_t)
-        new_h = h + dt * (product[..., :n] + torch.tanh(product[..., n:] + drive[:, :, t]))
+        new_h = h + dt * (product[..., :n] + _tanh(product[..., n:] + drive_t[t]))
         if noise is not None:  # the Noisy RNN's training noise, scaled by the old state (as lyapbook.rnn.NoisyRNN)
             new_h = new_h + torch.sqrt(dt) * (ens.cell["sigma_add"] * noise[0][:, t] + ens.cell["sigma_mult"] * h * noise[1][:, t])
         h = new_h
@@ -304,17 +325,17 @@ def _lem(ens: Ensemble, x, generators):
     W = ens.core_param("W.weight").transpose(1, 2)  # (E, n, 3n): W_1, W_2, W_z
     W_y = ens.core_param("W_y.weight").transpose(1, 2)
     n, dt = W_y.shape[1], ens.cell["dt"]
-    drive = _linear(x, ens.core_param("V.weight"), ens.core_param("V.bias"))  # (E, batch, time, 4n): V_1, V_2, V_z, V_y
-    y = drive.new_zeros(x.shape[0], x.shape[1], n)
+    drive_t = _drive(x, ens.core_param("V.weight"), ens.core_param("V.bias"))  # (E, batch, 4n) per step: V_1, V_2, V_z, V_y
+    y = drive_t[0].new_zeros(x.shape[0], x.shape[1], n)
     z = torch.zeros_like(y)
     out = []
-    for t in range(x.shape[2]):
-        d = drive[:, :, t]
+    for t in range(len(drive_t)):
+        d = drive_t[t]
         from_y = torch.baddbmm(d[..., : 3 * n], y, W)
         step1 = dt * torch.sigmoid(from_y[..., :n])
         step2 = dt * torch.sigmoid(from_y[..., n : 2 * n])
-        z = (1.0 - step1) * z + step1 * torch.tanh(from_y[..., 2 * n :])
-        y = (1.0 - step2) * y + step2 * torch.tanh(torch.baddbmm(d[..., 3 * n :], z, W_y))
+        z = (1.0 - step1) * z + step1 * _tanh(from_y[..., 2 * n :])
+        y = (1.0 - step2) * y + step2 * _tanh(torch.baddbmm(d[..., 3 * n :], z, W_y))
         out.append(y)
     return torch.stack(out, dim=2)
 
@@ -364,6 +385,28 @@ class _BatchedOptimizer:
                 new = param - lr * (grad / (total.sqrt() + 1e-10))
                 state[0].copy_(torch.where(mask, total, state[0]))
             param.copy_(torch.where(mask, new, param))
+
+
+def make_ensemble_optimizer(name: str, ensemble: Ensemble, lr: float | Sequence[float]) -> _BatchedOptimizer:
+    """One of :data:`~lyapbook.tasks.training.OPTIMIZERS` over the ensemble, one learning rate per network."""
+    return _BatchedOptimizer(name, ensemble.params, _per_network("lr", lr, ensemble.count).to(ensemble.dtype).to(ensemble.device))
+
+
+def ensemble_step(ensemble: Ensemble, opt: _BatchedOptimizer, x: torch.Tensor, y: torch.Tensor, active: torch.Tensor,
+                  clips: torch.Tensor, generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+    """One optimiser step of every ``active`` network (E,) on its batch (x, y) (E, batch, ...), each
+    network's gradient clipped to its own ``clips`` norm; returns each network's mean loss (E,), on the
+    CPU. A network whose loss is not finite is not updated (nor is any inactive one)."""
+    losses = ensemble.losses(ensemble(x, generators), y)
+    updating = active & torch.isfinite(losses.detach()).cpu()
+    for param in ensemble.params.values():
+        param.grad = None
+    if bool(updating.any()):
+        mask = updating.to(ensemble.device)
+        torch.where(mask, losses, torch.zeros_like(losses)).sum().backward()
+        _clip_per_network(ensemble.params, clips)
+        opt.step(mask)
+    return losses.detach().cpu()
 
 
 def _clip_per_network(params: dict[str, torch.Tensor], clip: torch.Tensor) -> None:
@@ -488,7 +531,7 @@ def train_ensemble(ensemble: Ensemble, train_split: Split, val_split: Split, *, 
     order_generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     noise_generators = [torch.Generator(device=device).manual_seed(noise_seed(s)) for s in seeds]
     train_x, train_y = _as_float(train_split.x, ensemble.dtype).to(device), _as_float(train_split.y, ensemble.dtype).to(device)
-    opt = _BatchedOptimizer(optimizer, ensemble.params, lrs.to(dtype=ensemble.dtype, device=device))
+    opt = make_ensemble_optimizer(optimizer, ensemble, lrs)
     clips = clips.to(device)
     active = torch.ones(count, dtype=torch.bool)
     histories = [MemberHistory() for _ in range(count)]
@@ -534,19 +577,11 @@ def train_ensemble(ensemble: Ensemble, train_split: Split, val_split: Split, *, 
             if max_batches is not None and batch >= max_batches:
                 break
             rows = torch.gather(train_index, 1, orders[:, start : start + batch_size]).to(device)
-            out = ensemble(train_x[rows], noise_generators)
-            losses = ensemble.losses(out, train_y[rows])
-            finite = torch.isfinite(losses.detach()).cpu()
-            for j in torch.nonzero(active & ~finite).flatten().tolist():
+            losses = ensemble_step(ensemble, opt, train_x[rows], train_y[rows], active, clips, noise_generators)
+            for j in torch.nonzero(active & ~torch.isfinite(losses)).flatten().tolist():
                 histories[j].failed_epoch = epoch
-            active &= finite
-            for param in ensemble.params.values():
-                param.grad = None
-            if bool(active.any()):
-                torch.where(active.to(device), losses, torch.zeros_like(losses)).sum().backward()
-                _clip_per_network(ensemble.params, clips)
-                opt.step(active.to(device))
-            total += losses.detach().double().cpu() * rows.shape[1]
+                active[j] = False
+            total += losses.double() * rows.shape[1]
             seen += rows.shape[1]
         with torch.no_grad():
             decaying = (epoch > decay_after).to(device)

@@ -15,7 +15,7 @@ from .data import Split
 from .models import SequenceModel
 
 __all__ = ["OPTIMIZERS", "EarlyStopping", "EpochRecord", "epochs_at_fractions", "evaluate", "train", "spectrum_callback",
-           "force_train", "force_train_ensemble"]
+           "force_train", "force_train_ensemble", "make_optimizer", "train_step"]
 
 # What ``train`` and the ensemble trainer offer; each with PyTorch's default hyperparameters.
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad")
@@ -117,6 +117,18 @@ def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
     return optimizers[name](parameters, lr=lr)
 
 
+def train_step(model: SequenceModel, opt: torch.optim.Optimizer, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor,
+               clip: float | None) -> float:
+    """One optimiser step on the batch (x, y) with gradient-norm clipping; returns the batch's mean loss."""
+    opt.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    if clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return loss.item()
+
+
 def _as_model_dtype(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Float inputs in the model's precision (token ids stay integers)."""
     return x.to(like.dtype) if x.is_floating_point() else x
@@ -164,13 +176,8 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
             index = order[start : start + batch_size]
             x = _as_model_dtype(train_split.x[index], like).to(like.device)
             y = _as_model_dtype(train_split.y[index], like).to(like.device)
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            if clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            total, count = total + loss.item() * len(index), count + len(index)
+            loss = train_step(model, opt, loss_fn, x, y, clip)
+            total, count = total + loss * len(index), count + len(index)
         if epoch > decay_after:
             schedule.step()
         if record(epoch, total / count, lr_used, time.perf_counter() - started):
