@@ -580,13 +580,15 @@ def _download_first(specs: list[NetworkSpec]) -> None:
 
 
 def run_zoo(specs: list[NetworkSpec], *, cache: Path | str | None = None, n_jobs: int = 1, progress: bool = True,
-            device: str = "auto", scheduler=None, group_size: int | None = None, threads: int | None = None) -> pd.DataFrame:
+            device: str = "auto", scheduler=None, group_size: int | None = None, threads: int | None = None,
+            connect_timeout: float = 10.0) -> pd.DataFrame:
     """Train every spec not yet cached, as ensembles, and return all rows as one DataFrame.
 
     Local runs use ``n_jobs`` processes (joblib) with ``threads`` torch threads each (default 1:
     an ensemble is already batched, and spare threads spin when cores are shared); ``scheduler`` (a ``dask.distributed.Client`` or a scheduler address
     such as ``"tcp://host:8786"``) runs the groups on a cluster instead, each worker writing to
-    ``cache``, which must then be a path every worker sees. ``device="auto"`` trains on the GPU
+    ``cache``, which must then be a path every worker sees (an address that does not answer within
+    ``connect_timeout`` seconds raises ``ConnectionError`` before any training). ``device="auto"`` trains on the GPU
     when one is present (then one job at a time locally). Rows of failed networks (non-finite
     loss) have ``failed`` True; spectra are absent where a network failed.
     """
@@ -607,7 +609,7 @@ def run_zoo(specs: list[NetworkSpec], *, cache: Path | str | None = None, n_jobs
         if scheduler is not None:
             from .cluster import run_groups
 
-            run_groups(groups, folder, device=device, scheduler=scheduler, progress=progress)
+            run_groups(groups, folder, device=device, scheduler=scheduler, progress=progress, timeout=connect_timeout)
         else:
             threads = threads or 1
             jobs = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
