@@ -181,3 +181,18 @@ def test_force_learning_of_a_group_equals_each_reservoir_alone():
         assert result["val_mae"] == pytest.approx(float(together["val_mae"][k]), abs=TOLERANCE)
         assert torch.allclose(alone.w_out, group[k].w_out, atol=TOLERANCE)
     assert np.isfinite(together["train_mae"].numpy()).all()
+
+
+def test_the_bench_section_times_both_ways(capsys):
+    from lyapbook.bench import main
+    from lyapbook.tasks.bench_ensemble import per_network_estimates
+
+    assert main(["ensemble", "--arch", "rnn", "--hidden", "4", "--networks", "2", "--steps", "1", "--repeat", "1",
+                 "--threads", "1"]) == 0
+    line = [row for row in capsys.readouterr().out.splitlines() if row.startswith("rnn")][0]
+    one_by_one, together, ratio = (float(v.rstrip("x")) for v in line.split("|")[1].split())
+    assert one_by_one > 0 and together > 0 and ratio == pytest.approx(one_by_one / together, rel=0.2)  # printed to 0.1 ms
+    tiny = {"toy": ("gru", 4, 3, 5, 8, 10, False, 64, 2, 2), "toy tokens": ("lstm", 4, 3, 5, 8, 6, True, 16, 1, 2)}
+    rows = per_network_estimates(tiny, steps=1)
+    assert [r["steps"] for r in rows] == [16, 2]
+    assert all(r["per_network_s"] == pytest.approx(r["step_s"] * r["steps"] / 2) for r in rows)
