@@ -192,6 +192,9 @@ def test_bad_zoo_requests_are_refused_before_training():
         run_zoo([NetworkSpec("ch2_signal", "signal", "lstm", 8, 0.1, 1, 0, dataset="cmu_mocap")], progress=False)
     with pytest.raises(ValueError, match="optimizer: unknown 'lbfgs'"):
         run_zoo([NetworkSpec("smnist", "digits_rows", "gru", 8, 0.5, 1, 0, optimizer="lbfgs")], progress=False)
+    too_long = sample_specs("asrnn_grid", seed=0, **dict(CI["asrnn_grid"], le_warmup=500, le_steps=500, le_sequences=5))
+    with pytest.raises(ValueError, match="5000 steps exceed the 4096 steps of the validation stream"):  # 64 images x 64 pixels
+        run_zoo(too_long, progress=False)
     with pytest.raises(ValueError, match="cell: \\['tau'\\] are not options of 'gru'"):
         run_zoo([NetworkSpec("smnist", "digits_rows", "gru", 8, 0.5, 1, 0, cell=(("tau", 1.0),))], progress=False)
 

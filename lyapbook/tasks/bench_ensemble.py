@@ -86,11 +86,13 @@ TEACHING = {
 }
 
 
-def per_network_estimates(sizes: dict, *, device: str = "cpu", steps: int = 3) -> list[dict]:
+def per_network_estimates(sizes: dict, *, device: str = "cpu", steps: int = 3, group_size: int | None = None) -> list[dict]:
     """Training seconds per network for each zoo of ``sizes`` (PAPER or TEACHING): timed ensemble steps
-    on random inputs of the real shapes, scaled to the zoo's batches per epoch and epochs."""
+    on random inputs of the real shapes, scaled to the zoo's batches per epoch and epochs (``group_size``
+    overrides the ensemble size, e.g. small on a CPU where large networks are compute-bound anyway)."""
     rows = []
-    for name, (arch, hidden, inputs, length, batch, outputs, tokens, sequences, epochs, group) in sizes.items():
+    for name, (arch, hidden, inputs, length, batch, outputs, tokens, sequences, epochs, size) in sizes.items():
+        group = group_size or size
         vocabulary = outputs if tokens else None
         model_kw = dict(vocabulary=vocabulary, output="all", loss="cross_entropy") if tokens else {}
         models = [build_model(arch, inputs, hidden, outputs, init_p=0.1, seed=s, **model_kw).to(device) for s in range(group)]
@@ -122,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--paper", action="store_true", help="estimate training time per network at paper and teaching sizes")
+    parser.add_argument("--group", type=int, default=None, help="with --paper: networks per ensemble (default: each zoo's)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     where = f"{torch.get_num_threads()} threads, {args.device}"
     if args.paper:
         print(f"Training seconds per network, estimated from ensemble steps on inputs of the real shapes ({where}):")
         for label, sizes in (("teaching", TEACHING), ("paper", PAPER)):
-            for r in per_network_estimates(sizes, device=args.device):
+            for r in per_network_estimates(sizes, device=args.device, group_size=args.group):
                 print(f"  {label:8} {r['zoo']:28} {r['arch']:5} n={r['hidden']:<4} group {r['group']:>3}: "
                       f"{r['step_s'] * 1e3:8.1f} ms/step x {r['steps']:>6} steps / {r['group']} = {r['per_network_s']:8.1f} s per network",
                       flush=True)

@@ -569,14 +569,23 @@ def _check(spec: NetworkSpec) -> None:
         raise ValueError(f"cell: {unknown} are not options of {spec.arch!r} (its options: {', '.join(allowed) or 'none'})")
 
 
-def _download_first(specs: list[NetworkSpec]) -> None:
-    """Load, once in this process, every downloaded dataset the specs need.
+def _load_data_first(specs: list[NetworkSpec]) -> None:
+    """Load, once in this process, the datasets the specs need, and check that they are long enough.
 
-    Offline, this fails before any training; and parallel jobs never fetch the same file at once.
+    Offline, a missing download fails here, before any training (and parallel jobs never fetch
+    the same file at once); so does a spectrum stream longer than a validation set holds.
     """
-    needing = {(s.task, s.dataset, s.trials): s for s in specs if s.dataset is not None}
+    needing = {(s.task, s.dataset, s.trials, s.val_size, s.le_protocol): s for s in specs
+               if s.dataset is not None or s.le_protocol == "stream"}
     for spec in needing.values():
-        _task_data(spec)
+        _, validation, _ = _task_data(spec)[0]
+        if spec.le_protocol == "stream":
+            available = _limit(validation, spec.val_size).x.shape[:2].numel()
+            wanted = spec.le_sequences * (spec.le_warmup + spec.le_steps)
+            if wanted > available:
+                raise ValueError(f"le_sequences x (le_warmup + le_steps) = {wanted} steps exceed the {available} steps of "
+                                 f"the validation stream of {spec.dataset or 'the embedded dataset'}; ask for fewer "
+                                 f"(e.g. le_sequences={max(1, available // (spec.le_warmup + spec.le_steps))}) in {spec}")
 
 
 def run_zoo(specs: list[NetworkSpec], *, cache: Path | str | None = None, n_jobs: int = 1, progress: bool = True,
@@ -604,7 +613,7 @@ def run_zoo(specs: list[NetworkSpec], *, cache: Path | str | None = None, n_jobs
     todo = list({network_key(spec): spec for spec in specs if not store.has(spec)}.values())
     if todo:
         groups = plan_groups(todo, group_size, n_jobs)
-        _download_first(todo)
+        _load_data_first(todo)
         folder = str(store.folder)
         if scheduler is not None:
             from .cluster import run_groups
