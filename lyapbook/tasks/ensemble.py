@@ -59,7 +59,8 @@ class Ensemble:
     Build it with :meth:`from_models` from ordinary :class:`~lyapbook.tasks.models.SequenceModel`
     instances; take them back with :meth:`member` / :meth:`members` (their ``state_dict`` is the
     network's slice of every stacked weight). ``params`` maps each ``state_dict`` name to a leaf
-    tensor (E, *shape); ``cell`` maps each cell hyperparameter to (E, 1, 1); ``dropout`` is (E,).
+    tensor (E, *shape); ``cell`` maps each cell hyperparameter to (E, 1, 1) (``cell_values``: the same as
+    Python floats); ``dropout`` lists each network's dropout rate.
     """
 
     def __init__(self, models: Sequence[SequenceModel]):
@@ -85,10 +86,10 @@ class Ensemble:
             self.params = {name: torch.stack([m.state_dict()[name] for m in models]).clone().requires_grad_(True)
                            for name in first.state_dict()}
         like = next(iter(self.params.values()))
-        self.cell = {name: torch.tensor([m.cell_options()[name] for m in models], dtype=like.dtype,
-                                        device=like.device).reshape(-1, 1, 1)
-                     for name in CELL_OPTIONS[self.arch]}
-        self.dropout = torch.tensor([m.dropout.p for m in models], dtype=like.dtype, device=like.device)
+        self.cell_values = {name: [m.cell_options()[name] for m in models] for name in CELL_OPTIONS[self.arch]}
+        self.cell = {name: torch.tensor(values, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
+                     for name, values in self.cell_values.items()}
+        self.dropout = [float(m.dropout.p) for m in models]
 
     @classmethod
     def from_models(cls, models: Sequence[SequenceModel]) -> Ensemble:
@@ -114,8 +115,8 @@ class Ensemble:
         """Network ``k`` as an ordinary module (a copy of its current weights)."""
         if not 0 <= k < self.count:
             raise IndexError(f"member: index {k} outside the ensemble of {self.count}")
-        cell = {name: float(value[k]) for name, value in self.cell.items()}
-        model = SequenceModel(**self.config, dropout=float(self.dropout[k]), cell=cell).to(dtype=self.dtype, device=self.device)
+        cell = {name: values[k] for name, values in self.cell_values.items()}
+        model = SequenceModel(**self.config, dropout=self.dropout[k], cell=cell).to(dtype=self.dtype, device=self.device)
         model.load_state_dict({name: value[k].detach().clone() for name, value in self.params.items()})
         return model
 
@@ -140,7 +141,7 @@ class Ensemble:
             x = p["embedding.weight"][rows, x]
         noisy = self.training and generators is not None
         hidden = _CORES[self.arch](self, x, generators if noisy else None)  # (E, batch, time, hidden)
-        if noisy and bool((self.dropout > 0).any()):
+        if noisy and any(rate > 0 for rate in self.dropout):
             hidden = hidden * self._dropout_masks(hidden.shape[1:], generators)
         if self.config["output"] == "last":
             hidden = hidden[:, :, -1]
@@ -150,7 +151,7 @@ class Ensemble:
 
     def _dropout_masks(self, shape: torch.Size, generators: Sequence[torch.Generator]) -> torch.Tensor:
         masks = []
-        for k, rate in enumerate(self.dropout.tolist()):
+        for k, rate in enumerate(self.dropout):
             if rate == 0.0:
                 masks.append(torch.ones(shape, dtype=self.dtype, device=self.device))
             else:
