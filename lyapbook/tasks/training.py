@@ -292,7 +292,7 @@ def force_train_ensemble(reservoirs: list[Rank1Reservoir], targets: torch.Tensor
         if (step + 1) % update_every == 0:
             gain = torch.bmm(precision, rate.unsqueeze(-1)).squeeze(-1)  # P r
             c = 1.0 / (1.0 + (rate * gain).sum(-1))
-            precision -= c[:, None, None] * gain.unsqueeze(-1) * gain.unsqueeze(-2)
+            precision.baddbmm_((-c)[:, None, None] * gain.unsqueeze(-1), gain.unsqueeze(-2))  # P -= c (P r)(P r)^T
             w_out -= (c * error).unsqueeze(-1) * gain
     keep_at = set(torch.linspace(0, val_points - 1, keep_states).round().long().tolist()) if keep_states else set()
     outputs, kept = torch.empty(count, val_points, dtype=dtype, device=device), []
