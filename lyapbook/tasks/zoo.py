@@ -39,7 +39,7 @@ from .mocap import mocap_data
 from .models import ARCHITECTURES, CELL_OPTIONS, INITS, build_model
 from .training import OPTIMIZERS, force_train_ensemble
 
-__all__ = ["NetworkSpec", "ZOOS", "PROFILES", "ZOO_VERSION", "ZooCache", "sample_specs", "train_network", "train_group",
+__all__ = ["NetworkSpec", "ZOOS", "PROFILES", "ZOO_VERSION", "ZooCache", "sample_specs", "zoo_sizes", "train_network", "train_group",
            "plan_groups", "run_zoo", "load_network", "network_key"]
 
 # Init-parameter ranges of the sequential-MNIST zoo (dissertation ch. 3, Appendix A).
