@@ -11,11 +11,15 @@ For LSTM and GRU networks (input 32, batch 10, T = 100 steps, float32 by default
 
 Baselines that take far longer are timed over ``--baseline-steps`` steps and scaled to T (said
 in the table). Speed is measured here, never asserted in a unit test.
+
+``python -m lyapbook.bench ensemble [options]`` times ensemble training against one network at a
+time instead (:mod:`lyapbook.tasks.bench_ensemble`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 
@@ -166,6 +170,11 @@ def _table(rows: list[tuple[str, int, int, dict[str, float]]], baseline_steps: i
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ensemble"]:  # the ensemble-training section: python -m lyapbook.bench ensemble [options]
+        from .tasks.bench_ensemble import main as ensemble_main
+
+        return ensemble_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m lyapbook.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru", "rnn"])
     parser.add_argument("--hidden", nargs="+", type=int, default=[64, 128, 256])
