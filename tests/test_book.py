@@ -90,6 +90,9 @@ def test_helpers_write_nothing_outside_the_book(tmp_path, monkeypatch):
     publish.table(pd.DataFrame({"a": [1]}), "tab-1-ref", "caption")
     publish.show_table(pd.DataFrame({"a": [1]}), "A title")
     assert publish.value("x", np.float32(0.5)) == 0.5
+    assert publish.words("pairing", "the reverse") == "the reverse"
+    with pytest.raises(TypeError, match="book.value for numbers"):
+        publish.words("x", 0.5)
     record = publish.verdict("fig-1-2", claim="c", paper="p", ours="o", verdict="within noise")
     assert record["verdict"] == "within noise"
     assert list(tmp_path.iterdir()) == []

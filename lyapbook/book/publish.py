@@ -162,6 +162,23 @@ def value(name: str, number: float) -> float:
     return number
 
 
+def words(name: str, text: str) -> str:
+    """Glue a phrase for use in prose: ``{glue:md}`name``` places it (Markdown allowed).
+
+    For sentences whose wording depends on the numbers (which statistic was strongest, whether a
+    difference is within the noise): the chapter's code chooses the words, the prose never
+    asserts what the computation did not show. Outside the book the text is only returned.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}; use book.value for numbers")
+    if context().in_book:
+        from IPython.display import Markdown
+        from myst_nb import glue
+
+        glue(name, Markdown(text), display=False)
+    return text
+
+
 def verdict(
     item_id: str,
     *,
