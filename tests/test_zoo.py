@@ -116,6 +116,26 @@ def test_target_learning_zoo_on_the_paper_target(zoos):
     assert (frame.val_loss > 0).all() and frame.val_accuracy.notna().all()
     reservoir = load_network(specs[0], cache)
     assert reservoir.tau == 1.0 and reservoir.w_out.abs().sum() > 0
+    # the stored free run is the network's output over the first test epoch, and its MAE part of val_loss
+    for row in frame.itertuples():
+        assert row.free_run.shape == row.free_run_target.shape == (1200,)
+        assert np.abs(row.free_run - row.free_run_target).mean() == pytest.approx(row.val_loss, rel=1e-5)
+
+
+def test_reservoir_spectra_do_not_depend_on_t_on():
+    # dt = 0.1: one step stretches tangent vectors by at most e^(0.1 lambda), so a QR every 10 steps
+    # loses nothing; the diagonal of a product of triangular R's is the product of their diagonals
+    from lyapbook import lyapunov_spectrum
+    from lyapbook.rnn import Rank1Reservoir
+
+    reservoir = Rank1Reservoir(40, g=1.5, tau=1.0, seed=3).double()
+    with torch.no_grad():
+        reservoir.w_out.copy_(0.3 * torch.randn(40, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    starts = 0.5 * torch.randn(3, 40, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    every = lyapunov_spectrum(reservoir, 300, starts, warmup=100, t_on=1)
+    tenth = lyapunov_spectrum(reservoir, 300, starts, warmup=100, t_on=10)
+    torch.testing.assert_close(tenth.per_sequence, every.per_sequence, rtol=0, atol=1e-10)
+    assert sample_specs("target_paper", per_g=1, hidden=8, epochs=1)[0].le_t_on == 10
 
 
 def test_asrnn_grid_records_jacobian_eigenvalues_and_spectra(zoos):

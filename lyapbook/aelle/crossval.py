@@ -1,0 +1,175 @@
+"""AeLLE against spectrum statistics on fully trained zoos (Figs 3.7–3.9, Tables B2–B4, D5).
+
+The dissertation trains one autoencoder per task and scores median classifiers on (as far as its
+numbers show, spec §6 item 19) the same networks whose medians set the boundaries. With a few
+dozen networks the book scores every network once by k-fold cross-validation over networks,
+repeated for several autoencoder seeds:
+
+* the label: high accuracy = final loss below the median over all networks (the dissertation's
+  thresholds MAE 0.57, CE 1.75 and "2.2e-3 = 50 % of networks" are such medians);
+* fold f trains autoencoder (f, s) on its training networks (a validation part picks the best
+  state), fits the PCA on their latents (oriented good-right) and the LE-PCA on their spectra;
+* four statistics per held-out network: mean LE, max LE, LE-PC1 and AeLLE-PC1; the PC scores are
+  put on one scale across folds by subtracting the fold's training median and dividing by its
+  training standard deviation;
+* **held out**: each statistic cut at its training median, the side chosen on training
+  networks, applied to the fold's test networks; pooled over folds, every network is predicted
+  once per seed;
+* **all networks** (the dissertation's reading): the pooled statistic cut at its own median,
+  the side chosen on the same networks.
+
+Beside the four, the loss head's own prediction (``"AeLLE head"``: minus T̂, cut the same way)
+shows how much of what the latent space knows about the loss its first PC carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cache import cached_fit_group
+from .classify import ThresholdRule, median_classifier, median_direction
+from .embed import PCAEmbedding, fit_pca
+from .metrics import SeedScores, bootstrap_f1_difference, bootstrap_seed_scores, label_good
+from .model import AeLLEFit
+from .splits import NetworkSplit, kfold_by_network
+from .zoodata import ZooSpectra
+
+__all__ = ["CLASSIFIERS", "HEAD", "CrossValidation", "cross_validate"]
+
+CLASSIFIERS = ("mean LE", "max LE", "LE PCA", "AeLLE")
+HEAD = "AeLLE head"  # not in the dissertation: the loss head's own prediction, cut at its training median
+
+
+def _rescaled(scores: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Scores relative to the training scores: (s − median) / standard deviation."""
+    spread = scores[train].std()
+    return (scores - np.median(scores[train])) / (spread if spread > 0 else 1.0)
+
+
+@dataclass
+class CrossValidation:
+    """Out-of-fold statistics and predictions of the four classifiers on one zoo.
+
+    ``statistic[name]`` and ``heldout[name]`` are (S, n) arrays (S = number of autoencoder seeds;
+    the LE statistics do not depend on the seed and repeat one row): the out-of-fold statistic
+    (PC scores rescaled per fold) and the held-out median prediction of every spectrum. ``fits[s][f]``
+    and ``pcas[s][f]`` are the autoencoder and latent PCA of seed s, fold f; ``le_pcas[f]`` the
+    PCA of the raw spectra of fold f.
+    """
+
+    data: ZooSpectra
+    good: np.ndarray
+    threshold: float
+    splits: list[NetworkSplit]
+    seeds: tuple[int, ...]
+    fits: list[list[AeLLEFit]]
+    pcas: list[list[PCAEmbedding]]
+    le_pcas: list[PCAEmbedding]
+    statistic: dict[str, np.ndarray]
+    heldout: dict[str, np.ndarray]
+    settings: dict = field(default_factory=dict)
+
+    def all_networks(self, name: str) -> np.ndarray:
+        """(S, n) predictions of the dissertation's reading: the pooled statistic cut at its own median."""
+        return np.stack([median_classifier(row, self.good).predicted for row in self.statistic[name]])
+
+    def scores(self, name: str, variant: str = "heldout", *, n_draws: int = 1000, seed: int = 0) -> SeedScores:
+        """Seed-averaged recall / precision / F1 of one classifier with bootstrap intervals over networks."""
+        predicted = self.heldout[name] if variant == "heldout" else self.all_networks(name)
+        return bootstrap_seed_scores(predicted, self.good, self.data.network, n_draws=n_draws, seed=seed)
+
+    def difference(self, name: str, other: str, *, n_draws: int = 1000, seed: int = 0):
+        """F1(name) − F1(other), held out, seed-averaged, with a paired bootstrap interval over networks."""
+        return bootstrap_f1_difference(self.heldout[name], self.heldout[other], self.good, self.data.network,
+                                       n_draws=n_draws, seed=seed)
+
+    def table(self, *, n_draws: int = 1000, seed: int = 0, head: bool = False) -> pd.DataFrame:
+        """One row per classifier: held-out recall, precision, F1 with 95 % intervals and spread over
+        seeds, and the F1 of the all-networks reading (``head``: also the loss head's own prediction)."""
+        rows = []
+        for name in CLASSIFIERS + ((HEAD,) if head else ()):
+            held = self.scores(name, n_draws=n_draws, seed=seed)
+            every = self.scores(name, "all", n_draws=n_draws, seed=seed)
+            rows.append({"classifier": name, "recall": held.recall.estimate, "precision": held.precision.estimate,
+                         "f1": held.f1.estimate, "f1_low": held.f1.low, "f1_high": held.f1.high,
+                         "f1_seed_sd": held.seed_sd[2], "recall_low": held.recall.low, "recall_high": held.recall.high,
+                         "precision_low": held.precision.low, "precision_high": held.precision.high,
+                         "f1_all": every.f1.estimate, "recall_all": every.recall.estimate,
+                         "precision_all": every.precision.estimate, "seeds": len(self.seeds)})
+        return pd.DataFrame(rows)
+
+    def embedding(self, seed_index: int = 0, fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(AeLLE PC scores of every spectrum (n, k) under fold ``fold``'s autoencoder and PCA of seed
+        ``seeds[seed_index]``, flags (n,) of the spectra that fold held out): for the figures."""
+        fit, pca = self.fits[seed_index][fold], self.pcas[seed_index][fold]
+        held = np.zeros(len(self.good), dtype=bool)
+        held[self.splits[fold].test] = True
+        return pca.transform(fit.model.encode(self.data.spectra)), held
+
+
+def cross_validate(data: ZooSpectra, *, folds: int = 5, seeds: Sequence[int] = (0, 1, 2), val_fraction: float = 0.15,
+                   split_seed: int = 0, strata: str | None = None, threshold: float | None = None,
+                   cache: Path | str | None | bool = None, **ae_settings) -> CrossValidation:
+    """Cross-validated AeLLE and LE statistics on final spectra ``data`` (one spectrum per network).
+
+    ``folds`` folds over networks (balanced over ``strata``, a column of ``data.rows`` such as
+    "arch" or "hidden"), ``val_fraction`` of each fold's training networks kept aside to choose the
+    autoencoder's best state; one autoencoder per fold and seed, all trained as one group
+    (:func:`~lyapbook.aelle.fit_aelle_group`, settings ``ae_settings``), through the disk cache
+    (``cache``, see :func:`~lyapbook.aelle.cached_fit_group`). ``threshold`` (loss units) sets
+    the label; default the median final loss. Classes too small for the folds raise before training.
+    """
+    if len(np.unique(data.network)) != len(data):
+        raise ValueError("data: cross_validate takes one spectrum per network (zoo_spectra(..., epochs='final'))")
+    labels = label_good(data.loss, threshold)
+    strata_values = None if strata is None else data.rows[strata].to_numpy()
+    splits = kfold_by_network(data.network, folds, seed=split_seed, val_fraction=val_fraction, good=labels.good,
+                              strata=strata_values)
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds: give at least one autoencoder seed")
+    z, loss, good = data.spectra, data.loss, labels.good
+    train = [(z[s.train], loss[s.train]) for _ in seeds for s in splits]
+    val = [(z[s.val], loss[s.val]) for _ in seeds for s in splits] if val_fraction > 0 else None
+    group_seeds = [1000 * seed + f for seed in seeds for f in range(folds)]
+    flat = cached_fit_group(train, val, seeds=group_seeds, cache=cache, **ae_settings)
+    fits = [flat[i * folds:(i + 1) * folds] for i in range(len(seeds))]
+    n = len(good)
+    raw = {"mean LE": data.mean_le, "max LE": data.max_le}
+    statistic = {name: np.empty((1, n)) for name in ("mean LE", "max LE", "LE PCA")}
+    statistic["AeLLE"] = np.empty((len(seeds), n))
+    statistic[HEAD] = np.empty((len(seeds), n))
+    heldout = {name: np.zeros(statistic[name].shape, dtype=bool) for name in (*CLASSIFIERS, HEAD)}
+
+    def predict(values: np.ndarray, split: NetworkSplit) -> np.ndarray:
+        rule = ThresholdRule(float(np.median(values[split.train])), median_direction(values[split.train], good[split.train]))
+        return rule.predict(values[split.test])
+
+    le_pcas, pcas = [], [[] for _ in seeds]
+    for f, split in enumerate(splits):
+        for name, values in raw.items():
+            statistic[name][0, split.test] = values[split.test]
+            heldout[name][0, split.test] = predict(values, split)
+        le_pca = fit_pca(z[split.train], good[split.train])
+        le_pcas.append(le_pca)
+        pc1 = _rescaled(le_pca.transform(z, 1)[:, 0], split.train)
+        statistic["LE PCA"][0, split.test] = pc1[split.test]
+        heldout["LE PCA"][0, split.test] = predict(pc1, split)
+        for i in range(len(seeds)):
+            latent = fits[i][f].model.encode(z)
+            pca = fit_pca(latent[split.train], good[split.train])
+            pcas[i].append(pca)
+            pc1 = _rescaled(pca.transform(latent, 1)[:, 0], split.train)
+            statistic["AeLLE"][i, split.test] = pc1[split.test]
+            heldout["AeLLE"][i, split.test] = predict(pc1, split)
+            head = _rescaled(-fits[i][f].model.predict_latent(latent, standardised=True), split.train)
+            statistic[HEAD][i, split.test] = head[split.test]  # minus the predicted loss: good to the right
+            heldout[HEAD][i, split.test] = predict(head, split)
+    settings = dict(folds=folds, val_fraction=val_fraction, split_seed=split_seed, strata=strata, **ae_settings)
+    return CrossValidation(data=data, good=good, threshold=labels.threshold, splits=splits, seeds=seeds, fits=fits,
+                           pcas=pcas, le_pcas=le_pcas, statistic=statistic, heldout=heldout, settings=settings)
