@@ -56,6 +56,10 @@ def test_paper_sizes_give_the_dissertations_zoos():
     charrnn = sample_specs("charrnn", per_size=300, sizes=(64, 128, 256, 512), epochs=15, dataset="war_and_peace")
     assert len(charrnn) == 1200 and all(0.04 <= s.init_p <= 0.40 and s.subsample == 0.3 and not s.bias for s in charrnn)
     assert {(s.lr, s.dropout) for s in charrnn} == {(2e-3, 0.1)} and charrnn[0].spectrum_epochs == tuple(range(16))
+    # a teaching zoo may take spectra at 40 % of training and at the end only (the final epoch is always kept)
+    assert sample_specs("charrnn", per_size=1, sizes=(8,), epochs=5, spectrum_epochs=[2])[0].spectrum_epochs == (2, 5)
+    with pytest.raises(ValueError, match="spectrum_epochs: epochs between 0 and 5"):
+        sample_specs("charrnn", per_size=1, sizes=(8,), epochs=5, spectrum_epochs=[7])
     target = sample_specs("target_paper", per_g=120, hidden=512, epochs=15)
     assert len(target) == 1200 and sorted({s.init_p for s in target}) == pytest.approx(np.arange(1.1, 2.01, 0.1))
     assert {(s.test_epochs, s.cell, s.le_sequences, s.le_steps) for s in target} == {(15, (("tau", 1.0),), 10, 200)}
@@ -233,6 +237,10 @@ def test_a_dataset_missing_while_offline_fails_at_once_naming_the_file(tmp_path,
     chars = [dataclasses.replace(s, dataset="war_and_peace") for s in chars]
     with pytest.raises(DownloadError, match="war_and_peace_pg2600.txt is not in the cache"):
         run_zoo(chars, cache=tmp_path / "zoo", progress=False)
+    # a chapter checks all its zoos at once, before the first one trains
+    offline_too = sample_specs("charrnn", seed=0, **dict(CI["charrnn"], dataset="war_and_peace"))
+    with pytest.raises(DownloadError, match="war_and_peace_pg2600.txt is not in the cache"):
+        zoo_module.check_datasets(sample_specs("target_paper", seed=0, **CI["target_paper"]) + offline_too)
 
 
 def test_cache_entries_are_keyed_without_the_zoo_name(tmp_path):

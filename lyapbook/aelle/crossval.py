@@ -45,6 +45,24 @@ CLASSIFIERS = ("mean LE", "max LE", "LE PCA", "AeLLE")
 HEAD = "AeLLE head"  # not in the dissertation: the loss head's own prediction, cut at its training median
 
 
+def _strata(data: ZooSpectra, column: str | None, good: np.ndarray) -> np.ndarray:
+    """Folds balanced over ``column`` (e.g. the architecture) *and* the label, so that every fold
+    holds accurate and inaccurate networks in proportion even in a small zoo."""
+    base = np.full(len(good), "") if column is None else data.rows[column].astype(str).to_numpy()
+    # label first: the folds deal out the strata in sorted order, so all accurate strata come
+    # first and are spread over the folds, then all inaccurate ones
+    return np.array([f"{g}|{b}" for b, g in zip(base, good)])
+
+
+def _targets(loss: np.ndarray, log_target: bool) -> np.ndarray:
+    """The autoencoder's targets: the loss, or its logarithm (all losses must then be positive)."""
+    if not log_target:
+        return loss
+    if (loss <= 0).any():
+        raise ValueError(f"log_target: needs positive losses, got a minimum of {loss.min()}")
+    return np.log(loss)
+
+
 def _rescaled(scores: np.ndarray, train: np.ndarray) -> np.ndarray:
     """Scores relative to the training scores: (s − median) / standard deviation."""
     spread = scores[train].std()
@@ -114,26 +132,29 @@ class CrossValidation:
 
 def cross_validate(data: ZooSpectra, *, folds: int = 5, seeds: Sequence[int] = (0, 1, 2), val_fraction: float = 0.15,
                    split_seed: int = 0, strata: str | None = None, threshold: float | None = None,
-                   cache: Path | str | None | bool = None, **ae_settings) -> CrossValidation:
+                   log_target: bool = False, cache: Path | str | None | bool = None,
+                   **ae_settings) -> CrossValidation:
     """Cross-validated AeLLE and LE statistics on final spectra ``data`` (one spectrum per network).
 
-    ``folds`` folds over networks (balanced over ``strata``, a column of ``data.rows`` such as
-    "arch" or "hidden"), ``val_fraction`` of each fold's training networks kept aside to choose the
+    ``folds`` folds over networks (balanced over the label and over ``strata``, a column of
+    ``data.rows`` such as "arch" or "hidden"), ``val_fraction`` of each fold's training networks kept aside to choose the
     autoencoder's best state; one autoencoder per fold and seed, all trained as one group
     (:func:`~lyapbook.aelle.fit_aelle_group`, settings ``ae_settings``), through the disk cache
     (``cache``, see :func:`~lyapbook.aelle.cached_fit_group`). ``threshold`` (loss units) sets
-    the label; default the median final loss. Classes too small for the folds raise before training.
+    the label; default the median final loss. ``log_target`` trains the autoencoders on the
+    logarithm of the loss (for losses spread over orders of magnitude; the labels, a median split,
+    are the same). Classes too small for the folds raise before training.
     """
     if len(np.unique(data.network)) != len(data):
         raise ValueError("data: cross_validate takes one spectrum per network (zoo_spectra(..., epochs='final'))")
     labels = label_good(data.loss, threshold)
-    strata_values = None if strata is None else data.rows[strata].to_numpy()
     splits = kfold_by_network(data.network, folds, seed=split_seed, val_fraction=val_fraction, good=labels.good,
-                              strata=strata_values)
+                              strata=_strata(data, strata, labels.good))
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("seeds: give at least one autoencoder seed")
-    z, loss, good = data.spectra, data.loss, labels.good
+    z, good = data.spectra, labels.good
+    loss = _targets(data.loss, log_target)
     train = [(z[s.train], loss[s.train]) for _ in seeds for s in splits]
     val = [(z[s.val], loss[s.val]) for _ in seeds for s in splits] if val_fraction > 0 else None
     group_seeds = [1000 * seed + f for seed in seeds for f in range(folds)]
@@ -170,6 +191,7 @@ def cross_validate(data: ZooSpectra, *, folds: int = 5, seeds: Sequence[int] = (
             head = _rescaled(-fits[i][f].model.predict_latent(latent, standardised=True), split.train)
             statistic[HEAD][i, split.test] = head[split.test]  # minus the predicted loss: good to the right
             heldout[HEAD][i, split.test] = predict(head, split)
-    settings = dict(folds=folds, val_fraction=val_fraction, split_seed=split_seed, strata=strata, **ae_settings)
+    settings = dict(folds=folds, val_fraction=val_fraction, split_seed=split_seed, strata=strata, log_target=log_target,
+                    **ae_settings)
     return CrossValidation(data=data, good=good, threshold=labels.threshold, splits=splits, seeds=seeds, fits=fits,
                            pcas=pcas, le_pcas=le_pcas, statistic=statistic, heldout=heldout, settings=settings)

@@ -22,8 +22,9 @@ import pandas as pd
 
 from .cache import cached_fit_group
 from .classify import OrthantRule, ThresholdRule, best_f1_threshold, orthant_classifier
+from .crossval import _targets
 from .embed import PCAEmbedding, fit_pca
-from .metrics import SeedScores, bootstrap_seed_scores, label_good
+from .metrics import Interval, SeedScores, bootstrap_f1_difference, bootstrap_seed_scores, label_good
 from .model import AeLLEFit
 from .splits import NetworkSplit, split_by_network
 from .zoodata import ZooSpectra
@@ -77,10 +78,23 @@ class Pretrained:
         return bootstrap_seed_scores(self.predictions(name, stage), self.good[rows], self.data.network[rows],
                                      n_draws=n_draws, seed=seed)
 
+    def orthant_predictions(self, d: int, stage: str) -> np.ndarray:
+        """(S, m) predictions of the 2^d-orthant rule on the test spectra of ``stage``."""
+        rows = self.test_rows(stage)
+        return np.stack([rule.predict(scores[rows]) for rule, scores in zip(self.orthants[d], self.pc_scores)])
+
     def orthant_scores(self, d: int, stage: str, *, n_draws: int = 1000, seed: int = 0) -> SeedScores:
         rows = self.test_rows(stage)
-        predicted = np.stack([rule.predict(scores[rows]) for rule, scores in zip(self.orthants[d], self.pc_scores)])
-        return bootstrap_seed_scores(predicted, self.good[rows], self.data.network[rows], n_draws=n_draws, seed=seed)
+        return bootstrap_seed_scores(self.orthant_predictions(d, stage), self.good[rows], self.data.network[rows],
+                                     n_draws=n_draws, seed=seed)
+
+    def difference(self, a, b, stage: str, *, n_draws: int = 1000, seed: int = 0) -> Interval:
+        """Seed-averaged F1 of classifier ``a`` minus ``b`` on the test spectra of ``stage``, paired
+        bootstrap over networks; a classifier is a name of ``score`` / "loss" or an int d (orthants)."""
+        rows = self.test_rows(stage)
+        pick = lambda c: self.orthant_predictions(c, stage) if isinstance(c, int) else self.predictions(c, stage)  # noqa: E731
+        return bootstrap_f1_difference(pick(a), pick(b), self.good[rows], self.data.network[rows], n_draws=n_draws,
+                                       seed=seed)
 
     def table(self, names: Sequence[str] = ("mean LE", "max LE", "LE PCA", "AeLLE", "loss"), *, n_draws: int = 1000,
               seed: int = 0) -> pd.DataFrame:
@@ -118,14 +132,14 @@ def _row(stage: str, epoch: int, name: str, s: SeedScores) -> dict:
 def pretrained_aelle(data: ZooSpectra, *, stages: Mapping[str, int] = STAGES, fit_epochs: Sequence[int] = (0, 1, 2, 3, 4, 5),
                      fractions: tuple[float, float, float] = (0.2, 0.2, 0.6), seeds: Sequence[int] = (0, 1, 2),
                      split_seed: int = 0, strata: str | None = None, dims: Sequence[int] = (1, 2, 4, 10),
-                     cache: Path | str | None | bool = None, **ae_settings) -> Pretrained:
+                     log_target: bool = False, cache: Path | str | None | bool = None, **ae_settings) -> Pretrained:
     """Run the pre-trained AeLLE experiment on ``data`` (spectra of every network at several epochs).
 
     ``fit_epochs``: the epochs whose spectra train the autoencoder and fit every threshold (pooled);
     ``stages``: the epochs the test networks are scored at. Split by network in ``fractions``
     (train / validation / test), balanced over ``strata`` (e.g. "arch"); labels from the median
     final loss over all networks. One autoencoder per seed (one group, through the cache).
-    ``dims`` larger than the latent size are skipped.
+    ``dims`` larger than the latent size are skipped; ``log_target`` as in :func:`cross_validate`.
     """
     missing = sorted((set(fit_epochs) | set(stages.values())) - set(data.epoch.tolist()))
     if missing:
@@ -138,7 +152,7 @@ def pretrained_aelle(data: ZooSpectra, *, stages: Mapping[str, int] = STAGES, fi
     seeds = tuple(int(s) for s in seeds)
     in_fit = np.isin(data.epoch, list(fit_epochs))
     train, val = np.intersect1d(split.train, np.flatnonzero(in_fit)), np.intersect1d(split.val, np.flatnonzero(in_fit))
-    z, loss = data.spectra, data.loss
+    z, loss = data.spectra, _targets(data.loss, log_target)
     fits = cached_fit_group([(z[train], loss[train])] * len(seeds), [(z[val], loss[val])] * len(seeds),
                             seeds=list(seeds), cache=cache, **ae_settings)
     mean, top = data.mean_le, data.max_le
@@ -159,6 +173,7 @@ def pretrained_aelle(data: ZooSpectra, *, stages: Mapping[str, int] = STAGES, fi
                 if d <= pc_scores[0].shape[1]}
     loss_threshold = float(np.median(data.rows.final_epoch_loss.to_numpy()[first]))
     settings = dict(fractions=fractions, fit_epochs=tuple(fit_epochs), split_seed=split_seed, strata=strata,
+                    log_target=log_target,
                     n_train=len(train), n_val=len(val), **ae_settings)
     return Pretrained(data=data, good=good, threshold=labels.threshold, split=split, seeds=seeds, stages=dict(stages),
                       fits=fits, pcas=pcas, le_pca=le_pca, score=score, rules=rules, pc_scores=pc_scores,

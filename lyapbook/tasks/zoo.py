@@ -40,6 +40,7 @@ from .models import ARCHITECTURES, CELL_OPTIONS, INITS, build_model
 from .training import OPTIMIZERS, force_train_ensemble
 
 __all__ = ["NetworkSpec", "ZOOS", "PROFILES", "ZOO_VERSION", "ZooCache", "sample_specs", "zoo_sizes", "train_network", "train_group",
+           "check_datasets",
            "plan_groups", "run_zoo", "load_network", "network_key"]
 
 # Init-parameter ranges of the sequential-MNIST zoo (dissertation ch. 3, Appendix A).
@@ -153,16 +154,24 @@ def _smnist(rng, *, per_arch: int, hidden: int, epochs: int, archs=ARCHITECTURES
 
 
 def _charrnn(rng, *, per_size: int, sizes: tuple[int, ...], epochs: int, train_size=None, val_size=None, dataset=None,
-             subsample=0.3, patience=None, lr=2e-3, batch_size=32, dropout=0.1, le_sequences=10):
+             subsample=0.3, patience=None, lr=2e-3, batch_size=32, dropout=0.1, le_sequences=10,
+             spectrum_epochs="every"):
     """CharRNN LSTMs of several sizes (spec §1.1.b): p ~ U[0.04, 0.40], Adam lr 2e-3, dropout 0.1, no bias,
-    each network on its own random 30 % of the training and validation sequences, spectra every epoch."""
+    each network on its own random 30 % of the training and validation sequences, spectra every epoch
+    (``spectrum_epochs="every"``) or after the listed epochs (the final one always among them)."""
+    if spectrum_epochs == "every":
+        spectrum_epochs = tuple(range(epochs + 1))
+    else:
+        spectrum_epochs = tuple(sorted({int(e) for e in spectrum_epochs} | {epochs}))
+        if spectrum_epochs[0] < 0 or spectrum_epochs[-1] > epochs:
+            raise ValueError(f"spectrum_epochs: epochs between 0 and {epochs}, got {spectrum_epochs}")
     specs = []
     for size in sizes:
         for _ in range(per_size):
             specs.append(NetworkSpec("charrnn", "characters", "lstm", size, round(float(rng.uniform(0.04, 0.40)), 3), epochs,
                                      int(rng.integers(2**31)), lr=lr, dropout=dropout, batch_size=batch_size, bias=False,
                                      train_size=train_size, val_size=val_size, subsample=subsample, dataset=dataset,
-                                     patience=patience, spectrum_epochs=tuple(range(epochs + 1)), le_sequences=le_sequences))
+                                     patience=patience, spectrum_epochs=spectrum_epochs, le_sequences=le_sequences))
     return specs
 
 
@@ -578,6 +587,17 @@ def _check(spec: NetworkSpec) -> None:
     unknown = [name for name, _ in spec.cell if name not in allowed]
     if unknown:
         raise ValueError(f"cell: {unknown} are not options of {spec.arch!r} (its options: {', '.join(allowed) or 'none'})")
+
+
+def check_datasets(specs: list[NetworkSpec]) -> None:
+    """Check every spec and load, once in this process, the datasets they need, before anything trains.
+
+    A chapter calls it first with all of its zoos' specs, so that a profile asking for a download
+    that is not cached while offline fails at once, naming the file and where to put it.
+    """
+    for spec in specs:
+        _check(spec)
+    _load_data_first(specs)
 
 
 def _load_data_first(specs: list[NetworkSpec]) -> None:
