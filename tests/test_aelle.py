@@ -532,6 +532,24 @@ def test_prednet_learns_a_linear_map():
     assert fit.predict(x[:2]).shape == (2,)
 
 
+def test_a_prednet_group_trains_each_as_alone():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(40, 5))
+    y = x @ rng.normal(size=5)
+    parts = [(x[:15], y[:15]), (x[15:], y[15:])]  # different row counts
+    val = [(x[15:20], y[15:20]), (x[:5], y[:5])]
+    kwargs = dict(hidden=8, steps=30, lr=1e-2, progress=False, dtype=torch.float64)
+    group = aelle.fit_prednet_group(parts, val, seeds=[3, 4], **kwargs)
+    for k, fit in enumerate(group):
+        alone = aelle.fit_prednet(*parts[k], *val[k], seed=3 + k, **kwargs)
+        # float64; batched and single products differ only in the order of a few sums
+        np.testing.assert_allclose(fit.train_loss, alone.train_loss, rtol=1e-10)
+        np.testing.assert_allclose(fit.val_loss, alone.val_loss, rtol=1e-10)
+        np.testing.assert_allclose(fit.predict(x[:3]), alone.predict(x[:3]), rtol=1e-10)
+    with pytest.raises(ValueError, match="seeds: one per training set"):
+        aelle.fit_prednet_group(parts, seeds=[1], **kwargs)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fit_and_perturb_on_cuda():
     spectra, loss, _ = _two_families(n=32, length=8)

@@ -36,7 +36,7 @@ from .metrics import (PRF1, Interval, Labels, ScoreIntervals, SeedScores, bootst
 from .fit import fit_aelle, fit_aelle_group
 from .model import AeEpoch, AeLLE, AeLLEFit, alpha_schedule, cpu_threads
 from .perturb import LatentPerturbation, LossHyperplane, latent_perturbation, zero_loss_hyperplane
-from .prednet import PredNet, PredNetFit, fit_prednet
+from .prednet import PredNet, PredNetFit, fit_prednet, fit_prednet_group
 from .pretrained import STAGES, Pretrained, pretrained_aelle
 from .splits import NetworkSplit, kfold_by_network, split_by_network
 from .zoodata import ZooSpectra, zoo_spectra
@@ -51,7 +51,7 @@ __all__ = [
     "LatentPerturbation", "latent_perturbation", "LossHyperplane", "zero_loss_hyperplane",
     "NetworkSplit", "split_by_network", "kfold_by_network",
     "SpectrumFeatures", "spectrum_features", "SideComposition", "side_composition",
-    "PredNet", "PredNetFit", "fit_prednet",
+    "PredNet", "PredNetFit", "fit_prednet", "fit_prednet_group",
     "SeedScores", "bootstrap_seed_scores", "bootstrap_f1_difference",
     "ZooSpectra", "zoo_spectra", "FIT_VERSION", "cached_fit_group", "fit_cache_dir",
     "CLASSIFIERS", "HEAD", "CrossValidation", "cross_validate", "STAGES", "Pretrained", "pretrained_aelle",
