@@ -51,6 +51,8 @@ BROKEN = {
               "</mjx-math></mjx-container>"),
     ),
     "broken-link.html": ("broken-link", _page("<a href='no-such-page.html'>a</a> <a href='clean.html#no-such-anchor'>b</a>")),
+    # A page that only redirects (Sphinx's root index.html) is checked for its target, not opened.
+    "broken-redirect.html": ("broken-link", '<meta http-equiv="Refresh" content="0; url=gone.html" />'),
     "print-loses-number.html": (
         "print",
         _page("<h1><span class='section-number'>1. </span>Title</h1><details class='hide'><summary>Show code</summary>"
@@ -71,6 +73,7 @@ def broken_site(tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
     (site / "pixel.png").write_bytes(PIXEL)
     (site / "clean.html").write_text(CLEAN)
+    (site / "redirect.html").write_text('<meta http-equiv="Refresh" content="0; url=clean.html" />\n')
     for name, (_, html) in BROKEN.items():
         (site / name).write_text(html)
     return site, check_site(site)
@@ -79,7 +82,7 @@ def broken_site(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["http", "file"])
 def test_a_clean_page_passes(broken_site, mode):
     _, problems = broken_site
-    assert [str(p) for p in problems if p.page == "clean.html" and p.mode == mode] == []
+    assert [str(p) for p in problems if p.page in ("clean.html", "redirect.html") and p.mode == mode] == []
 
 
 @pytest.mark.parametrize("mode", ["http", "file"])

@@ -389,8 +389,25 @@ def _broken_links(links: list[str], base: str, site: Path) -> list[tuple[str, st
     return found
 
 
+REDIRECT = re.compile(r'^\s*<meta http-equiv="Refresh" content="0; url=([^"]+)"\s*/?>\s*$', re.IGNORECASE)
+
+
+def _redirect_target(path: Path) -> str | None:
+    """The target of a page that only redirects (Sphinx's root ``index.html``), else None."""
+    match = REDIRECT.match(path.read_text(encoding="utf-8", errors="replace"))
+    return match.group(1) if match else None
+
+
 def check_page(browser: Chromium, url: str, base: str, site: Path, page: str, mode: str) -> list[Problem]:
-    """Every problem of one page (see the module docstring)."""
+    """Every problem of one page (see the module docstring).
+
+    A page that only redirects is not opened (the browser would be measuring it while it leaves);
+    its target must exist.
+    """
+    target = _redirect_target(site / page)
+    if target is not None:
+        missing = not (site / page).parent.joinpath(target.split("#")[0]).is_file()
+        return [Problem(page, mode, "broken-link", f"redirects to {target}, which does not exist")] if missing else []
     browser.open(url)
     measured = browser.evaluate(PAGE_SCRIPT, timeout=60)
     time.sleep(0.05)  # let late console messages arrive

@@ -209,10 +209,11 @@ def _asrnn_grid(rng, *, hidden: int, epochs: int, eps: tuple[float, ...], gammas
             for e in eps for g in gammas for sigma in sigmas for lr in lrs for _ in range(per_point)]
 
 
-def _ch2_evolution(rng, *, ps: tuple[float, ...], hidden: int, epochs: int, train_size=None, dataset=None, patience=None):
+def _ch2_evolution(rng, *, ps: tuple[float, ...], hidden: int, epochs: int, train_size=None, dataset=None, patience=None,
+                   batch_size=100):
     """Chapter 2: LSTMs at the six initialisations of Fig. 2.6, spectra after every epoch."""
     return [NetworkSpec("ch2_evolution", "characters", "lstm", hidden, p, epochs, int(rng.integers(2**31)), lr=2e-3,
-                        batch_size=100, bias=False, train_size=train_size, dataset=dataset, patience=patience,
+                        batch_size=batch_size, bias=False, train_size=train_size, dataset=dataset, patience=patience,
                         spectrum_epochs=tuple(range(epochs + 1)))
             for p in ps]
 
