@@ -67,6 +67,8 @@ def test_figure_helpers_draw_every_network_once():
     fig, axes = plt.subplots(1, 4)
     drawn = figures.accuracy_scatter(axes[0], points, good, held=np.arange(30) < 5, boundary=0.0)
     assert [len(d.get_offsets()) for d in drawn] == [10, 20]
+    # only the 5 held-out networks (2 good: 0 and 3; 3 bad: 1, 2, 4) carry an edge
+    assert [int((np.asarray(d.get_linewidths()) > 0).sum()) for d in drawn] == [2, 3]
     counts = figures.stacked_histogram(axes[1], points[:, 0], good, bins=5)
     assert counts[-1].sum() == 30  # the top of the stack counts every network
     groups = figures.category_scatter(axes[2], points, np.array(["a", "b", "c"] * 10))

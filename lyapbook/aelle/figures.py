@@ -23,12 +23,12 @@ def accuracy_scatter(ax, points, good, *, held=None, boundary: float | None = No
     (drawn with a black edge); ``boundary`` draws the classifier's vertical line. Returns the two
     scatter collections (good, bad)."""
     points, good = np.asarray(points, dtype=float), np.asarray(good, dtype=bool)
-    edge = np.where(np.asarray(held, dtype=bool), "k", "none") if held is not None else "none"
-    edges = np.broadcast_to(np.asarray(edge, dtype=object), good.shape)
+    # an edge only where held out: a per-point line width (a colour 'none' would take the alpha)
+    widths = np.where(np.asarray(held, dtype=bool), 0.9, 0.0) if held is not None else np.zeros(len(good))
     drawn = []
     for mask, colour, name in ((good, GOOD, "high accuracy"), (~good, BAD, "low accuracy")):
-        drawn.append(ax.scatter(points[mask, 0], points[mask, 1], s=size, c=colour, edgecolors=list(edges[mask]),
-                                linewidths=0.6, alpha=0.8, label=name))
+        drawn.append(ax.scatter(points[mask, 0], points[mask, 1], s=size, c=colour, edgecolors="k",
+                                linewidths=widths[mask], alpha=0.8, label=name))
     if boundary is not None:
         ax.axvline(boundary, color="k", lw=1.2)
     ax.set_xlabel(labels[0])
