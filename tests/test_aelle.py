@@ -13,7 +13,8 @@ What is asserted:
 * PCA: variances are the covariance eigenvalues, and every PC puts the good class to the right;
 * the autoencoder (float64, one thread): layer sizes of spec §1.3, the α schedule, seeded and
   free of global random state, the kept state really is the best-validation one, standardised
-  targets, and two synthetic spectrum families separated on held-out networks;
+  targets, and two synthetic spectrum families separated on held-out networks; a group of
+  autoencoders (and of PredNets) trains each member as it trains alone, whatever its neighbours;
 * Eq. 3.7: the pseudo-inverse shift moves the head's output by exactly ΔT; the zero-loss
   hyperplane's samples are predicted at exactly the zero-loss target;
 * Fig 3.5 features on linear and piecewise-linear spectra; Table D5 composition by hand; PredNet.

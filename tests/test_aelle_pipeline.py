@@ -124,6 +124,11 @@ def test_cross_validation_predicts_every_network_once_and_finds_a_perfect_statis
     assert table.loc["mean LE", "f1_seed_sd"] == 0.0 and cv.threshold == pytest.approx(np.median(data.loss))
     scores, held = cv.embedding(seed_index=1, fold=2)
     assert scores.shape == (40, 2) and held.sum() == 10 and held[cv.splits[2].test].all()
+    assert cv.final_state_heldout().shape == (2, 40)
+    # without a validation part the kept state is the final one, so both readings must agree
+    no_val = aelle.cross_validate(data, folds=4, seeds=(0,), strata="hidden", val_fraction=0.0, cache=False, **AE)
+    assert all(f.best_epoch == len(f.history) for f in no_val.fits[0])
+    np.testing.assert_array_equal(no_val.final_state_heldout(), no_val.heldout["AeLLE"])
     diff = cv.difference("mean LE", "max LE", n_draws=100)
     assert diff.estimate == pytest.approx(table.loc["mean LE", "f1"] - table.loc["max LE", "f1"])
     with pytest.raises(ValueError, match="one spectrum per network"):

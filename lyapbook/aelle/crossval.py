@@ -54,6 +54,22 @@ def _strata(data: ZooSpectra, column: str | None, good: np.ndarray) -> np.ndarra
     return np.array([f"{g}|{b}" for b, g in zip(base, good)])
 
 
+def _median_rule(values: np.ndarray, good: np.ndarray, split: NetworkSplit) -> np.ndarray:
+    """Held-out predictions: cut at the training median, the accurate side chosen on training."""
+    rule = ThresholdRule(float(np.median(values[split.train])), median_direction(values[split.train], good[split.train]))
+    return rule.predict(values[split.test])
+
+
+def _aelle_statistics(model, z: np.ndarray, good: np.ndarray, split: NetworkSplit):
+    """(PCA of the training latents, rescaled PC1 of every spectrum, rescaled minus-prediction of
+    the head): both scores good to the right, on the fold's training scale."""
+    latent = model.encode(z)
+    pca = fit_pca(latent[split.train], good[split.train])
+    pc1 = _rescaled(pca.transform(latent, 1)[:, 0], split.train)
+    head = _rescaled(-model.predict_latent(latent, standardised=True), split.train)
+    return pca, pc1, head
+
+
 def _targets(loss: np.ndarray, log_target: bool) -> np.ndarray:
     """The autoencoder's targets: the loss, or its logarithm (all losses must then be positive)."""
     if not log_target:
@@ -105,6 +121,16 @@ class CrossValidation:
         """F1(name) − F1(other), held out, seed-averaged, with a paired bootstrap interval over networks."""
         return bootstrap_f1_difference(self.heldout[name], self.heldout[other], self.good, self.data.network,
                                        n_draws=n_draws, seed=seed)
+
+    def final_state_heldout(self) -> np.ndarray:
+        """(S, n) held-out AeLLE predictions with each autoencoder's *final* state instead of the
+        kept best one (the original code's effective choice, spec §6 item 12)."""
+        predicted = np.zeros((len(self.seeds), len(self.good)), dtype=bool)
+        for i, fits in enumerate(self.fits):
+            for fit, split in zip(fits, self.splits):
+                _, pc1, _ = _aelle_statistics(fit.final_model(), self.data.spectra, self.good, split)
+                predicted[i, split.test] = _median_rule(pc1, self.good, split)
+        return predicted
 
     def table(self, *, n_draws: int = 1000, seed: int = 0, head: bool = False) -> pd.DataFrame:
         """One row per classifier: held-out recall, precision, F1 with 95 % intervals and spread over
@@ -167,30 +193,23 @@ def cross_validate(data: ZooSpectra, *, folds: int = 5, seeds: Sequence[int] = (
     statistic[HEAD] = np.empty((len(seeds), n))
     heldout = {name: np.zeros(statistic[name].shape, dtype=bool) for name in (*CLASSIFIERS, HEAD)}
 
-    def predict(values: np.ndarray, split: NetworkSplit) -> np.ndarray:
-        rule = ThresholdRule(float(np.median(values[split.train])), median_direction(values[split.train], good[split.train]))
-        return rule.predict(values[split.test])
-
     le_pcas, pcas = [], [[] for _ in seeds]
     for f, split in enumerate(splits):
         for name, values in raw.items():
             statistic[name][0, split.test] = values[split.test]
-            heldout[name][0, split.test] = predict(values, split)
+            heldout[name][0, split.test] = _median_rule(values, good, split)
         le_pca = fit_pca(z[split.train], good[split.train])
         le_pcas.append(le_pca)
         pc1 = _rescaled(le_pca.transform(z, 1)[:, 0], split.train)
         statistic["LE PCA"][0, split.test] = pc1[split.test]
-        heldout["LE PCA"][0, split.test] = predict(pc1, split)
+        heldout["LE PCA"][0, split.test] = _median_rule(pc1, good, split)
         for i in range(len(seeds)):
-            latent = fits[i][f].model.encode(z)
-            pca = fit_pca(latent[split.train], good[split.train])
+            pca, pc1, head = _aelle_statistics(fits[i][f].model, z, good, split)
             pcas[i].append(pca)
-            pc1 = _rescaled(pca.transform(latent, 1)[:, 0], split.train)
             statistic["AeLLE"][i, split.test] = pc1[split.test]
-            heldout["AeLLE"][i, split.test] = predict(pc1, split)
-            head = _rescaled(-fits[i][f].model.predict_latent(latent, standardised=True), split.train)
-            statistic[HEAD][i, split.test] = head[split.test]  # minus the predicted loss: good to the right
-            heldout[HEAD][i, split.test] = predict(head, split)
+            heldout["AeLLE"][i, split.test] = _median_rule(pc1, good, split)
+            statistic[HEAD][i, split.test] = head[split.test]
+            heldout[HEAD][i, split.test] = _median_rule(head, good, split)
     settings = dict(folds=folds, val_fraction=val_fraction, split_seed=split_seed, strata=strata, log_target=log_target,
                     **ae_settings)
     return CrossValidation(data=data, good=good, threshold=labels.threshold, splits=splits, seeds=seeds, fits=fits,

@@ -10,15 +10,13 @@ import torch
 from torch import nn
 
 from ..lyapunov import lyapunov_spectrum
-from ..optim import OPTIMIZERS
+from ..optim import OPTIMIZERS  # what train and the ensemble trainer offer, PyTorch's defaults
 from ..rnn import Rank1Reservoir
 from .data import Split
 from .models import SequenceModel
 
 __all__ = ["OPTIMIZERS", "EarlyStopping", "EpochRecord", "epochs_at_fractions", "evaluate", "train", "spectrum_callback",
            "force_train", "force_train_ensemble", "make_optimizer", "train_step"]
-
-# What ``train`` and the ensemble trainer offer; each with PyTorch's default hyperparameters.
 
 
 @dataclass
