@@ -13,7 +13,8 @@ What is asserted:
 * PCA: variances are the covariance eigenvalues, and every PC puts the good class to the right;
 * the autoencoder (float64, one thread): layer sizes of spec §1.3, the α schedule, seeded and
   free of global random state, the kept state really is the best-validation one, standardised
-  targets, and two synthetic spectrum families separated on held-out networks;
+  targets, and two synthetic spectrum families separated on held-out networks; a group of
+  autoencoders (and of PredNets) trains each member as it trains alone, whatever its neighbours;
 * Eq. 3.7: the pseudo-inverse shift moves the head's output by exactly ΔT; the zero-loss
   hyperplane's samples are predicted at exactly the zero-loss target;
 * Fig 3.5 features on linear and piecewise-linear spectra; Table D5 composition by hand; PredNet.
@@ -397,6 +398,42 @@ def test_fit_is_seeded_and_leaves_global_random_state_alone():
     assert first.best_epoch == len(first.history)  # without validation the final state is kept
 
 
+def test_a_group_trains_each_autoencoder_as_alone():
+    # three autoencoders on different folds (13, 20 and 27 rows: 1, 2 and 2 batches of 16), dropout on
+    spectra, loss, _ = _two_families(n=60, length=8)
+    parts = [(spectra[:13], loss[:13]), (spectra[13:33], loss[13:33]), (spectra[33:], loss[33:])]
+    val = [(spectra[k::7], loss[k::7]) for k in range(3)]
+    kwargs = dict(latent=2, epochs_per_stage=3, batch_size=16, lr=3e-3, progress=False, dtype=torch.float64)
+    group = aelle.fit_aelle_group(parts, val, seeds=[5, 6, 7], **kwargs)
+    for k, fit in enumerate(group):
+        alone = aelle.fit_aelle(*parts[k], *val[k], seed=5 + k, **kwargs)
+        # float64; the only difference is the order of a few sums (batched against single products)
+        np.testing.assert_allclose([e.val_prediction for e in fit.history], [e.val_prediction for e in alone.history],
+                                   rtol=1e-10)
+        np.testing.assert_allclose([e.train_reconstruction for e in fit.history],
+                                   [e.train_reconstruction for e in alone.history], rtol=1e-10)
+        assert fit.best_epoch == alone.best_epoch and fit.settings["n_train"] == len(parts[k][1])
+        for key in alone.final_state:
+            torch.testing.assert_close(fit.final_state[key], alone.final_state[key], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(fit.model.predict(spectra[:4]), alone.model.predict(spectra[:4]), rtol=1e-10)
+    # a member's training does not depend on its neighbours: drop one, the others are unchanged
+    pair = aelle.fit_aelle_group(parts[1:], val[1:], seeds=[6, 7], **kwargs)
+    assert [e.val_prediction for e in pair[1].history] == pytest.approx([e.val_prediction for e in group[2].history],
+                                                                          rel=1e-10)
+
+
+def test_group_input_errors():
+    spectra, loss, _ = _two_families(n=16, length=8)
+    with pytest.raises(ValueError, match="seeds: one per autoencoder, got 1 seeds for 2"):
+        aelle.fit_aelle_group([(spectra, loss), (spectra, loss)], seeds=[0], progress=False)
+    with pytest.raises(ValueError, match=r"train\[1\] spectra: expected shape \(n, 8\)"):
+        aelle.fit_aelle_group([(spectra, loss), (spectra[:, :4], loss)], seeds=[0, 1], progress=False)
+    with pytest.raises(ValueError, match="val: one .* pair per training set"):
+        aelle.fit_aelle_group([(spectra, loss)], [], seeds=[0], progress=False)
+    with pytest.raises(ValueError, match=r"train\[0\] targets: all 16 losses are equal"):
+        aelle.fit_aelle_group([(spectra, np.ones(16))], seeds=[0], progress=False)
+
+
 def fit_states_equal(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -494,6 +531,24 @@ def test_prednet_learns_a_linear_map():
     again = aelle.fit_prednet(x[:48], y[:48], hidden=16, steps=5, lr=1e-2, seed=0, progress=False, dtype=torch.float64)
     np.testing.assert_array_equal(again.train_loss, fit.train_loss[:5])
     assert fit.predict(x[:2]).shape == (2,)
+
+
+def test_a_prednet_group_trains_each_as_alone():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(40, 5))
+    y = x @ rng.normal(size=5)
+    parts = [(x[:15], y[:15]), (x[15:], y[15:])]  # different row counts
+    val = [(x[15:20], y[15:20]), (x[:5], y[:5])]
+    kwargs = dict(hidden=8, steps=30, lr=1e-2, progress=False, dtype=torch.float64)
+    group = aelle.fit_prednet_group(parts, val, seeds=[3, 4], **kwargs)
+    for k, fit in enumerate(group):
+        alone = aelle.fit_prednet(*parts[k], *val[k], seed=3 + k, **kwargs)
+        # float64; batched and single products differ only in the order of a few sums
+        np.testing.assert_allclose(fit.train_loss, alone.train_loss, rtol=1e-10)
+        np.testing.assert_allclose(fit.val_loss, alone.val_loss, rtol=1e-10)
+        np.testing.assert_allclose(fit.predict(x[:3]), alone.predict(x[:3]), rtol=1e-10)
+    with pytest.raises(ValueError, match="seeds: one per training set"):
+        aelle.fit_prednet_group(parts, seeds=[1], **kwargs)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

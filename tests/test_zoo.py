@@ -56,6 +56,10 @@ def test_paper_sizes_give_the_dissertations_zoos():
     charrnn = sample_specs("charrnn", per_size=300, sizes=(64, 128, 256, 512), epochs=15, dataset="war_and_peace")
     assert len(charrnn) == 1200 and all(0.04 <= s.init_p <= 0.40 and s.subsample == 0.3 and not s.bias for s in charrnn)
     assert {(s.lr, s.dropout) for s in charrnn} == {(2e-3, 0.1)} and charrnn[0].spectrum_epochs == tuple(range(16))
+    # a teaching zoo may take spectra at 40 % of training and at the end only (the final epoch is always kept)
+    assert sample_specs("charrnn", per_size=1, sizes=(8,), epochs=5, spectrum_epochs=[2])[0].spectrum_epochs == (2, 5)
+    with pytest.raises(ValueError, match="spectrum_epochs: epochs between 0 and 5"):
+        sample_specs("charrnn", per_size=1, sizes=(8,), epochs=5, spectrum_epochs=[7])
     target = sample_specs("target_paper", per_g=120, hidden=512, epochs=15)
     assert len(target) == 1200 and sorted({s.init_p for s in target}) == pytest.approx(np.arange(1.1, 2.01, 0.1))
     assert {(s.test_epochs, s.cell, s.le_sequences, s.le_steps) for s in target} == {(15, (("tau", 1.0),), 10, 200)}
@@ -116,6 +120,26 @@ def test_target_learning_zoo_on_the_paper_target(zoos):
     assert (frame.val_loss > 0).all() and frame.val_accuracy.notna().all()
     reservoir = load_network(specs[0], cache)
     assert reservoir.tau == 1.0 and reservoir.w_out.abs().sum() > 0
+    # the stored free run is the network's output over the first test epoch, and its MAE part of val_loss
+    for row in frame.itertuples():
+        assert row.free_run.shape == row.free_run_target.shape == (1200,)
+        assert np.abs(row.free_run - row.free_run_target).mean() == pytest.approx(row.val_loss, rel=1e-5)
+
+
+def test_reservoir_spectra_do_not_depend_on_t_on():
+    # dt = 0.1: one step stretches tangent vectors by at most e^(0.1 lambda), so a QR every 10 steps
+    # loses nothing; the diagonal of a product of triangular R's is the product of their diagonals
+    from lyapbook import lyapunov_spectrum
+    from lyapbook.rnn import Rank1Reservoir
+
+    reservoir = Rank1Reservoir(40, g=1.5, tau=1.0, seed=3).double()
+    with torch.no_grad():
+        reservoir.w_out.copy_(0.3 * torch.randn(40, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    starts = 0.5 * torch.randn(3, 40, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    every = lyapunov_spectrum(reservoir, 300, starts, warmup=100, t_on=1)
+    tenth = lyapunov_spectrum(reservoir, 300, starts, warmup=100, t_on=10)
+    torch.testing.assert_close(tenth.per_sequence, every.per_sequence, rtol=0, atol=1e-10)
+    assert sample_specs("target_paper", per_g=1, hidden=8, epochs=1)[0].le_t_on == 10
 
 
 def test_asrnn_grid_records_jacobian_eigenvalues_and_spectra(zoos):
@@ -213,6 +237,10 @@ def test_a_dataset_missing_while_offline_fails_at_once_naming_the_file(tmp_path,
     chars = [dataclasses.replace(s, dataset="war_and_peace") for s in chars]
     with pytest.raises(DownloadError, match="war_and_peace_pg2600.txt is not in the cache"):
         run_zoo(chars, cache=tmp_path / "zoo", progress=False)
+    # a chapter checks all its zoos at once, before the first one trains
+    offline_too = sample_specs("charrnn", seed=0, **dict(CI["charrnn"], dataset="war_and_peace"))
+    with pytest.raises(DownloadError, match="war_and_peace_pg2600.txt is not in the cache"):
+        zoo_module.check_datasets(sample_specs("target_paper", seed=0, **CI["target_paper"]) + offline_too)
 
 
 def test_cache_entries_are_keyed_without_the_zoo_name(tmp_path):

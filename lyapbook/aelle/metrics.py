@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Labels", "label_good", "PRF1", "prf1", "Interval", "ScoreIntervals", "bootstrap_scores", "bootstrap"]
+__all__ = ["Labels", "label_good", "PRF1", "prf1", "Interval", "ScoreIntervals", "bootstrap_scores", "bootstrap",
+           "SeedScores", "bootstrap_seed_scores", "bootstrap_f1_difference"]
 
 
 def _bool_vector(values, name: str) -> np.ndarray:
@@ -209,3 +210,90 @@ def bootstrap(statistic: Callable[[np.ndarray], float], n_rows: int, groups=None
     rows = np.arange(n_rows)
     draws = np.array([float(statistic(np.repeat(rows, m[codes]))) for m in multiplicity])
     return _interval(float(statistic(np.arange(n_rows))), draws, level), draws
+
+
+@dataclass
+class SeedScores:
+    """Recall, precision and F1 of one classifier fitted with several autoencoder seeds.
+
+    ``per_seed`` (S, 3) holds each seed's (recall, precision, F1) on all evaluated spectra; the
+    intervals are for the seed-averaged scores, with networks resampled (every seed scored on the
+    same draw); ``seed_sd`` (3,) is the standard deviation over seeds (ddof = 1; 0 for one seed).
+    The interval is the sampling uncertainty of the evaluated networks; ``seed_sd`` the part that
+    comes from training the autoencoder again.
+    """
+
+    per_seed: np.ndarray
+    recall: Interval
+    precision: Interval
+    f1: Interval
+    seed_sd: np.ndarray
+    draws: np.ndarray  # (n_draws, 3) seed-averaged recall, precision, F1
+    n_groups: int
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.per_seed)
+
+
+def _seed_matrix(predicted, n: int | None = None) -> np.ndarray:
+    array = np.asarray(predicted)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or (n is not None and array.shape[1] != n):
+        raise ValueError(f"predicted: expected (seeds, n) flags{'' if n is None else f' with n = {n}'}, got shape "
+                         f"{np.shape(predicted)}")
+    return np.stack([_bool_vector(row, "predicted") for row in array])
+
+
+def _group_counts(predicted: np.ndarray, good: np.ndarray, codes: np.ndarray, count: int) -> np.ndarray:
+    """(3, S, G) true-positive, false-positive and false-negative counts per seed and network."""
+    flags = (predicted & good, predicted & ~good, ~predicted & good)
+    return np.stack([np.stack([np.bincount(codes, weights=f[s], minlength=count) for s in range(len(predicted))])
+                     for f in flags])
+
+
+def bootstrap_seed_scores(predicted, good, groups=None, *, n_draws: int = 1000, level: float = 0.95,
+                          seed: int = 0) -> SeedScores:
+    """Seed-averaged recall, precision and F1 of ``predicted`` (S, n) (one row per autoencoder seed)
+    against ``good`` (n,), with percentile intervals resampling the networks named by ``groups`` (n,).
+
+    Each draw resamples networks with replacement (all rows of a drawn network), scores every seed
+    on the drawn rows and averages the S scores; draws where a score is undefined are left out of
+    its interval (as in :func:`bootstrap_scores`).
+    """
+    good = _bool_vector(good, "good")
+    predicted = _seed_matrix(predicted, len(good))
+    _check_level(level, n_draws)
+    codes, count = _groups(groups, len(good))
+    counts = _group_counts(predicted, good, codes, int(count))  # (3, S, G)
+    per_seed = np.stack(_scores(*counts.sum(-1)), axis=1)  # (S, 3)
+    multiplicity = _draw(int(count), n_draws, seed)  # (D, G)
+    tp, fp, fn = (multiplicity @ counts[i].T for i in range(3))  # (D, S) each
+    draws = np.stack([v.mean(axis=1) for v in _scores(tp, fp, fn)], axis=1)  # NaN where a seed's score is undefined
+    point = per_seed.mean(axis=0)
+    sd = per_seed.std(axis=0, ddof=1) if len(per_seed) > 1 else np.zeros(3)
+    recall, precision, f1 = (_interval(point[i], draws[:, i], level) for i in range(3))
+    return SeedScores(per_seed=per_seed, recall=recall, precision=precision, f1=f1, seed_sd=sd, draws=draws,
+                      n_groups=int(count))
+
+
+def bootstrap_f1_difference(predicted_a, predicted_b, good, groups=None, *, n_draws: int = 1000,
+                            level: float = 0.95, seed: int = 0) -> Interval:
+    """The paired difference of seed-averaged F1, classifier a minus classifier b, with a bootstrap
+    interval over networks (both scored on the same draws). ``predicted_a`` (S, n) and
+    ``predicted_b`` (S', n): one row per seed (a classifier without seeds gives one row)."""
+    good = _bool_vector(good, "good")
+    a, b = _seed_matrix(predicted_a, len(good)), _seed_matrix(predicted_b, len(good))
+    _check_level(level, n_draws)
+    codes, count = _groups(groups, len(good))
+    multiplicity = _draw(int(count), n_draws, seed)
+
+    def f1(matrix: np.ndarray) -> tuple[float, np.ndarray]:
+        counts = _group_counts(matrix, good, codes, int(count))
+        estimate = _scores(*counts.sum(-1))[2].mean()
+        drawn = _scores(*(multiplicity @ counts[i].T for i in range(3)))[2].mean(axis=1)
+        return float(estimate), drawn
+
+    (est_a, draws_a), (est_b, draws_b) = f1(a), f1(b)
+    return _interval(est_a - est_b, draws_a - draws_b, level)

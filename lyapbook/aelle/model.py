@@ -17,7 +17,6 @@ answers in loss units.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["AeLLE", "AeEpoch", "AeLLEFit", "alpha_schedule", "cpu_threads", "fit_aelle"]
+__all__ = ["AeLLE", "AeEpoch", "AeLLEFit", "alpha_schedule", "cpu_threads"]
 
 
 def _tensor_like(values, reference: torch.Tensor, name: str, width: int) -> torch.Tensor:
@@ -62,8 +61,12 @@ class AeLLE(nn.Module):
 
     @classmethod
     def from_state(cls, config: dict, state: dict) -> AeLLE:
-        """Rebuild a fitted model from its ``config`` and a state dict (e.g. ``AeLLEFit.final_state``)."""
-        model = cls(**config).to(dtype=state["head.weight"].dtype)
+        """Rebuild a fitted model from its ``config`` and a state dict (e.g. ``AeLLEFit.final_state``).
+
+        The throw-away initialisation draws from a forked generator: the global random state is untouched.
+        """
+        with torch.random.fork_rng(devices=[]):
+            model = cls(**config).to(dtype=state["head.weight"].dtype)
         model.load_state_dict(state)
         return model.eval()
 
@@ -221,117 +224,3 @@ def _check_pair(inputs, targets, names: tuple[str, str], width: int | None) -> t
             raise ValueError(f"{label}: contains NaN or infinite values; drop those networks first (prepare_spectra "
                              f"rejects non-finite spectra and reports them)")
     return z, t
-
-
-def _losses(model: AeLLE, z: torch.Tensor, t: torch.Tensor, reconstruction: str, prediction: str):
-    """(reconstruction, prediction) loss tensors of Eq. 3.6 on one batch."""
-    recon, predicted, _ = model(z)
-    rec = (recon - z).abs().mean() if reconstruction == "l1" else ((recon - z) ** 2).mean()
-    pred = ((predicted - t) ** 2).mean() if prediction == "l2" else (predicted - t).abs().mean()
-    return rec, pred
-
-
-def _train_epoch(model: AeLLE, optimizer: torch.optim.Optimizer, z: torch.Tensor, t: torch.Tensor, alpha: float,
-                 order: torch.Tensor, batch_size: int, losses: dict) -> tuple[float, float]:
-    """One pass over shuffled mini-batches; the epoch's mean reconstruction and prediction losses."""
-    model.train()
-    totals = torch.zeros(2, dtype=torch.float64, device=z.device)  # summed on the device: one sync per epoch
-    for batch in order.to(z.device).split(batch_size):
-        rec, pred = _losses(model, z[batch], t[batch], **losses)
-        optimizer.zero_grad()
-        (rec + alpha * pred).backward()
-        optimizer.step()
-        totals += torch.stack([rec.detach(), pred.detach()]).to(torch.float64) * len(batch)
-    rec_mean, pred_mean = (totals / len(t)).tolist()
-    return rec_mean, pred_mean
-
-
-@torch.no_grad()
-def _validate(model: AeLLE, z: torch.Tensor, t: torch.Tensor, losses: dict) -> tuple[float, float]:
-    model.eval()
-    rec, pred = _losses(model, z, t, **losses)
-    return rec.item(), pred.item()
-
-
-def fit_aelle(spectra, targets, val_spectra=None, val_targets=None, *, latent: int = 32, hidden: int | None = None,
-              dropout: float = 0.1, epochs_per_stage: int = 250, alpha0: float = 1.0,
-              alpha_ratios: Sequence[float] = (1.0, 1.0, 1.5, 2.0), lr: float = 1e-4, batch_size: int = 128,
-              reconstruction: str = "l1", prediction: str = "l2", seed: int = 0, device: str | torch.device = "cpu",
-              dtype: torch.dtype = torch.float32, progress: bool = True, num_threads: int | None = 1) -> AeLLEFit:
-    """Train an :class:`AeLLE` on spectra (n, L) with losses ``targets`` (n,) (Eqs. 3.5–3.6).
-
-    Adam (``lr``), shuffled mini-batches of ``batch_size`` (order drawn from ``seed``), one stage
-    of ``epochs_per_stage`` epochs per α in :func:`alpha_schedule` (``alpha0``, ``alpha_ratios``).
-    Targets are standardised with the training split's mean and (population) standard deviation;
-    validation targets with the same numbers. After every epoch the validation prediction loss is
-    computed; the state with the lowest one is kept as a deep copy and loaded at the end.
-    Initialisation, dropout and shuffling follow ``seed`` alone: the global torch random state is
-    left as it was. Progress is shown with tqdm unless ``progress=False``. ``num_threads`` sets the
-    torch CPU threads for the fit only and restores them after (see :func:`cpu_threads`): the default
-    1 is the fastest for these small models (on a busy 2-core machine, one thread fitted 77 spectra of
-    length 128 for 1000 epochs in 11 s, two threads in 134 s); None leaves torch's setting alone.
-    """
-    z, t = _check_pair(spectra, targets, ("spectra", "targets"), None)
-    if z.shape[0] < 2:
-        raise ValueError(f"spectra: need at least 2 training spectra, got {z.shape[0]}")
-    has_val = val_spectra is not None or val_targets is not None
-    if has_val:
-        if val_spectra is None or val_targets is None:
-            raise ValueError("val_spectra and val_targets: give both or neither")
-        z_val, t_val = _check_pair(val_spectra, val_targets, ("val_spectra", "val_targets"), z.shape[1])
-    if reconstruction not in ("l1", "l2") or prediction not in ("l1", "l2"):
-        raise ValueError(f"reconstruction and prediction: each 'l1' or 'l2', got {reconstruction!r}, {prediction!r}")
-    for name, value in (("epochs_per_stage", epochs_per_stage), ("batch_size", batch_size)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-    alphas = alpha_schedule(alpha0, alpha_ratios)
-    mean, std = float(t.mean()), float(t.std())
-    if not std > 0:
-        raise ValueError(f"targets: all {len(t)} losses are equal ({mean}), so there is nothing to predict")
-    device = torch.device(device)
-    settings = dict(latent=latent, hidden=hidden, dropout=dropout, epochs_per_stage=epochs_per_stage, alphas=alphas,
-                    lr=lr, batch_size=batch_size, reconstruction=reconstruction, prediction=prediction, seed=seed,
-                    device=str(device), dtype=str(dtype), n_train=len(t), n_val=len(t_val) if has_val else 0)
-    start = time.perf_counter()
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), cpu_threads(num_threads):
-        torch.manual_seed(seed)
-        model = AeLLE(z.shape[1], latent=latent, hidden=hidden, dropout=dropout).to(device=device, dtype=dtype)
-        model.target_mean.fill_(mean)
-        model.target_std.fill_(std)
-        as_t = lambda a: torch.as_tensor(a, device=device, dtype=dtype)  # noqa: E731
-        z_t, t_t = as_t(z), as_t((t - mean) / std)
-        if has_val:
-            zv_t, tv_t = as_t(z_val), as_t((t_val - mean) / std)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        order_rng = torch.Generator().manual_seed(seed)
-        losses = {"reconstruction": reconstruction, "prediction": prediction}
-        history, best_state, best_loss = [], None, np.inf
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(alphas) * epochs_per_stage, desc="AeLLE", unit="epoch")
-        for stage, alpha in enumerate(alphas, start=1):
-            for _ in range(epochs_per_stage):
-                order = torch.randperm(len(t), generator=order_rng)
-                rec, pred = _train_epoch(model, optimizer, z_t, t_t, alpha, order, batch_size, losses)
-                val_rec, val_pred = _validate(model, zv_t, tv_t, losses) if has_val else (None, None)
-                record = AeEpoch(epoch=len(history) + 1, stage=stage, alpha=alpha, train_reconstruction=rec,
-                                 train_prediction=pred, val_reconstruction=val_rec, val_prediction=val_pred)
-                history.append(record)
-                if has_val and val_pred < best_loss:
-                    best_loss, best_state, best_epoch = val_pred, _snapshot(model), record.epoch
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(alpha=alpha, rec=f"{rec:.3g}", pred=f"{pred:.3g}",
-                                    val=f"{val_pred:.3g}" if has_val else "-", refresh=False)
-        if bar is not None:
-            bar.close()
-    final_state = _snapshot(model)
-    if best_state is None:
-        best_state, best_epoch = _snapshot(model), len(history)
-    model.load_state_dict(best_state)
-    model.eval()
-    return AeLLEFit(model=model, history=history, best_epoch=best_epoch, best_state=best_state, final_state=final_state,
-                    settings=settings, seconds=time.perf_counter() - start)

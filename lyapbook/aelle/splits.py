@@ -114,8 +114,9 @@ def kfold_by_network(network_ids, k: int = 5, *, seed: int = 0, val_fraction: fl
 
     Every network is tested exactly once, so pooled out-of-fold predictions score all networks.
     ``val_fraction`` of each fold's training networks (largest-remainder rounding, at least one when
-    positive) is moved to a validation part (for the autoencoder's best-state selection). With
-    ``strata`` the folds are balanced per stratum; with ``good`` every part must hold both classes.
+    positive) is moved to a validation part (for the autoencoder's best-state selection, a
+    regression: it may hold one class only). With ``strata`` the folds are balanced per stratum;
+    with ``good`` the training and test parts of every fold must hold both classes.
     """
     networks, codes, stratum = _network_table(network_ids, strata)
     if not isinstance(k, (int, np.integer)) or not 2 <= k <= len(networks):
@@ -137,6 +138,6 @@ def kfold_by_network(network_ids, k: int = 5, *, seed: int = 0, val_fraction: fl
             raise ValueError(f"val_fraction: {val_fraction} leaves no training networks in fold {i}; use a smaller value")
         parts = {"train": rest[n_val:], "val": rest[:n_val], "test": np.flatnonzero(fold == i)}
         split = _build(parts, codes, networks, seed)
-        _check_classes(split, good, len(codes), ("train", "test") + (("val",) if n_val else ()))
+        _check_classes(split, good, len(codes), ("train", "test"))
         splits.append(split)
     return splits

@@ -29,7 +29,8 @@ from torch import nn
 
 from .data import Split
 from .models import CELL_OPTIONS, SequenceModel
-from .training import OPTIMIZERS, EarlyStopping, EpochRecord, spectrum_callback
+from ..optim import BatchedOptimizer as _BatchedOptimizer
+from .training import EarlyStopping, EpochRecord, spectrum_callback
 
 __all__ = ["Ensemble", "MemberHistory", "ensemble_step", "evaluate_ensemble", "make_ensemble_optimizer", "member_spectra",
            "noise_seed", "train_ensemble"]
@@ -346,46 +347,8 @@ _CORES = {"lstm": _lstm, "gru": _gru, "rnn": _rnn, "asrnn": _asrnn, "cornn": _co
 
 
 # ----------------------------------------------------------------------------------------------
-# Optimisers with a leading network dimension (PyTorch's defaults; per-network learning rates).
-
-
-class _BatchedOptimizer:
-    """Adam, SGD, RMSprop or Adagrad over stacked parameters; a network's state changes only while it is active."""
-
-    def __init__(self, name: str, params: dict[str, torch.Tensor], lr: torch.Tensor):
-        if name not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-        self.name, self.params, self.lr = name, params, lr
-        self.steps = torch.zeros_like(lr)
-        self.state = {key: [torch.zeros_like(p) for _ in range(2 if name == "adam" else 1)] for key, p in params.items()}
-
-    @torch.no_grad()
-    def step(self, active: torch.Tensor) -> None:
-        self.steps += active.to(self.steps.dtype)
-        for key, param in self.params.items():
-            grad = param.grad if param.grad is not None else torch.zeros_like(param)
-            shape = (-1,) + (1,) * (param.ndim - 1)
-            mask, lr = active.view(shape), self.lr.view(shape)
-            state = self.state[key]
-            if self.name == "sgd":
-                new = param - lr * grad
-            elif self.name == "adam":  # betas (0.9, 0.999), eps 1e-8, as torch.optim.Adam
-                first = state[0].lerp(grad, 0.1)
-                second = state[1] * 0.999 + 0.001 * grad * grad
-                steps = self.steps.view(shape)
-                denom = (second.sqrt() / torch.sqrt(1.0 - 0.999**steps)) + 1e-8
-                new = param - (lr / (1.0 - 0.9**steps)) * (first / denom)
-                state[0].copy_(torch.where(mask, first, state[0]))
-                state[1].copy_(torch.where(mask, second, state[1]))
-            elif self.name == "rmsprop":  # alpha 0.99, eps 1e-8, as torch.optim.RMSprop
-                square = state[0] * 0.99 + 0.01 * grad * grad
-                new = param - lr * (grad / (square.sqrt() + 1e-8))
-                state[0].copy_(torch.where(mask, square, state[0]))
-            else:  # adagrad: eps 1e-10, no decay, as torch.optim.Adagrad
-                total = state[0] + grad * grad
-                new = param - lr * (grad / (total.sqrt() + 1e-10))
-                state[0].copy_(torch.where(mask, total, state[0]))
-            param.copy_(torch.where(mask, new, param))
+# Optimisers with a leading network dimension (PyTorch's defaults; per-network learning rates):
+# lyapbook.optim.BatchedOptimizer.
 
 
 def make_ensemble_optimizer(name: str, ensemble: Ensemble, lr: float | Sequence[float]) -> _BatchedOptimizer:

@@ -40,6 +40,7 @@ from .models import ARCHITECTURES, CELL_OPTIONS, INITS, build_model
 from .training import OPTIMIZERS, force_train_ensemble
 
 __all__ = ["NetworkSpec", "ZOOS", "PROFILES", "ZOO_VERSION", "ZooCache", "sample_specs", "zoo_sizes", "train_network", "train_group",
+           "check_datasets",
            "plan_groups", "run_zoo", "load_network", "network_key"]
 
 # Init-parameter ranges of the sequential-MNIST zoo (dissertation ch. 3, Appendix A).
@@ -60,7 +61,7 @@ class NetworkSpec:
     ``"repeat"`` the same, each fed twice, the first pass as warm-up (the authors' effective SMNIST
     protocol); ``"stream"`` pieces of ``le_warmup + le_steps`` steps of the validation sequences laid
     end to end. For FORCE tasks: ``le_sequences`` starts along the free run, ``le_warmup`` and
-    ``le_steps`` steps.
+    ``le_steps`` steps. ``le_t_on``: steps between re-orthonormalisations (1: every step).
     """
 
     zoo: str
@@ -92,6 +93,7 @@ class NetworkSpec:
     cell: tuple[tuple[str, float], ...] = ()  # cell hyperparameters (e.g. (("eps", 1.0), ("gamma", 0.1))), or tau for FORCE
     le_protocol: str = "test"
     le_steps: int | None = None
+    le_t_on: int = 1  # steps between re-orthonormalisations of the spectrum
     record_eigenvalues: bool = False  # record the recurrent Jacobian's eigenvalues after training
     test_epochs: int = 1  # FORCE: free-running epochs after training
 
@@ -119,7 +121,9 @@ PROFILES = {
     },
 }
 # Bumped whenever training or data change what a spec produces; the default cache lives under it.
-ZOO_VERSION = 3
+# 4: target-learning rows hold the free run's first epoch; FORCE's products reordered (rounding);
+#    le_t_on added to NetworkSpec.
+ZOO_VERSION = 4
 _DATASET_TASK = {"digits_rows": "digits", "digits_pixels": "digits"}  # spec.task -> lyapbook.tasks.data.DATASETS
 GAINS = tuple(float(g) for g in np.round(np.arange(1.1, 2.01, 0.1), 1))  # FORCE gains g of the dissertation
 
@@ -150,16 +154,24 @@ def _smnist(rng, *, per_arch: int, hidden: int, epochs: int, archs=ARCHITECTURES
 
 
 def _charrnn(rng, *, per_size: int, sizes: tuple[int, ...], epochs: int, train_size=None, val_size=None, dataset=None,
-             subsample=0.3, patience=None, lr=2e-3, batch_size=32, dropout=0.1, le_sequences=10):
+             subsample=0.3, patience=None, lr=2e-3, batch_size=32, dropout=0.1, le_sequences=10,
+             spectrum_epochs="every"):
     """CharRNN LSTMs of several sizes (spec §1.1.b): p ~ U[0.04, 0.40], Adam lr 2e-3, dropout 0.1, no bias,
-    each network on its own random 30 % of the training and validation sequences, spectra every epoch."""
+    each network on its own random 30 % of the training and validation sequences, spectra every epoch
+    (``spectrum_epochs="every"``) or after the listed epochs (the final one always among them)."""
+    if spectrum_epochs == "every":
+        spectrum_epochs = tuple(range(epochs + 1))
+    else:
+        spectrum_epochs = tuple(sorted({int(e) for e in spectrum_epochs} | {epochs}))
+        if spectrum_epochs[0] < 0 or spectrum_epochs[-1] > epochs:
+            raise ValueError(f"spectrum_epochs: epochs between 0 and {epochs}, got {spectrum_epochs}")
     specs = []
     for size in sizes:
         for _ in range(per_size):
             specs.append(NetworkSpec("charrnn", "characters", "lstm", size, round(float(rng.uniform(0.04, 0.40)), 3), epochs,
                                      int(rng.integers(2**31)), lr=lr, dropout=dropout, batch_size=batch_size, bias=False,
                                      train_size=train_size, val_size=val_size, subsample=subsample, dataset=dataset,
-                                     patience=patience, spectrum_epochs=tuple(range(epochs + 1)), le_sequences=le_sequences))
+                                     patience=patience, spectrum_epochs=spectrum_epochs, le_sequences=le_sequences))
     return specs
 
 
@@ -171,13 +183,15 @@ def _target(rng, *, per_g: int, hidden: int, epochs: int, gains=GAINS):
 
 
 def _target_paper(rng, *, per_g: int, hidden: int, epochs: int, test_epochs: int | None = None, gains=GAINS,
-                  le_sequences=10, le_steps=200, le_warmup=100):
+                  le_sequences=10, le_steps=200, le_warmup=100, le_t_on=10):
     """FORCE reservoirs on the paper's four-sine target (spec §1.1.a): tau = 1, dt = 0.1, RLS every 2 steps,
     ``epochs`` training epochs of 1200 steps, then ``test_epochs`` (default: as many) free-running;
-    loss = MAE of the free run; spectrum of the closed loop from ``le_sequences`` states along the free run."""
+    loss = MAE of the free run; spectrum of the closed loop from ``le_sequences`` states along the free run.
+    One Euler step of dt = 0.1 stretches tangent vectors by at most e^(0.1 lambda), so a QR every
+    ``le_t_on`` = 10 steps (one time unit) gives the exponents of a QR every step, at a tenth of the QRs."""
     return [NetworkSpec("target_paper", "four_sine_paper", "reservoir", hidden, float(g), epochs, int(rng.integers(2**31)),
                         cell=(("tau", 1.0),), test_epochs=epochs if test_epochs is None else test_epochs,
-                        le_sequences=le_sequences, le_steps=le_steps, le_warmup=le_warmup)
+                        le_sequences=le_sequences, le_steps=le_steps, le_warmup=le_warmup, le_t_on=le_t_on)
             for g in gains for _ in range(per_g)]
 
 
@@ -374,7 +388,7 @@ def _train_sequence_models(specs: list[NetworkSpec], device: str) -> list[dict]:
     sequences, warmup = _spectrum_inputs(first, val_split, test_split)
 
     def spectra(ens: Ensemble, members: list[int], epoch: int) -> list[dict]:
-        return member_spectra(ens, members, sequences, warmup=warmup, k=first.le_k)
+        return member_spectra(ens, members, sequences, warmup=warmup, k=first.le_k, t_on=first.le_t_on)
 
     callbacks = {epoch: spectra for epoch in first.spectrum_epochs}
     histories = train_ensemble(
@@ -435,13 +449,17 @@ def _train_reservoirs(specs: list[NetworkSpec], device: str) -> list[dict]:
         if spec.task == "four_sine":  # chapter 2's reading: random starts, as before
             generator = torch.Generator().manual_seed(spec.seed)
             starts = 0.5 * torch.randn(spec.le_sequences, spec.hidden, generator=generator, dtype=torch.float64).to(device)
-        spectrum = lyapunov_spectrum(reservoir, spec.le_warmup + spec.le_steps, starts, warmup=spec.le_warmup)
+        spectrum = lyapunov_spectrum(reservoir, spec.le_warmup + spec.le_steps, starts, warmup=spec.le_warmup,
+                                     t_on=spec.le_t_on)
         val_mae = float(result["val_mae"][k])
         row = {**_base_row(spec), "group_size": len(specs), "epoch": spec.epochs, "train_loss": float(result["train_mae"][k]),
                "val_loss": val_mae, "val_accuracy": 1.0 - val_mae / float(signals[k, -val_points:].abs().mean()),
                "spectrum": spectrum.exponents.float().cpu().numpy(), "spectrum_std": spectrum.std.float().cpu().numpy(),
                "target": str(targets[k][1]), "failed": not math.isfinite(val_mae), "best_epoch": spec.epochs,
                "stopped_epoch": spec.epochs}
+        if spec.task == "four_sine_paper":  # the first free-running epoch, beside its target (Fig. 3.7, left)
+            row.update(free_run=result["output"][k, :FORCE_EPOCH].float().cpu().numpy(),
+                       free_run_target=signals[k, -val_points:][:FORCE_EPOCH].float().cpu().numpy())
         results.append({"rows": [row], "state_dict": {"w_out": reservoir.w_out.detach().cpu().clone()}})
     return results
 
@@ -557,6 +575,8 @@ def _check(spec: NetworkSpec) -> None:
         raise ValueError(f"optimizer: unknown {spec.optimizer!r} in {spec}; choose one of {', '.join(OPTIMIZERS)}")
     if spec.init not in INITS:
         raise ValueError(f"init: unknown {spec.init!r} in {spec}; choose one of {', '.join(INITS)}")
+    if spec.le_t_on < 1:
+        raise ValueError(f"le_t_on must be >= 1 step, got {spec.le_t_on} in {spec}")
     if spec.le_protocol not in LE_PROTOCOLS or (spec.le_protocol == "stream" and not spec.le_steps):
         raise ValueError(f"le_protocol: {spec.le_protocol!r} in {spec}; choose one of {', '.join(LE_PROTOCOLS)} "
                          "('stream' needs le_steps)")
@@ -568,6 +588,17 @@ def _check(spec: NetworkSpec) -> None:
     unknown = [name for name, _ in spec.cell if name not in allowed]
     if unknown:
         raise ValueError(f"cell: {unknown} are not options of {spec.arch!r} (its options: {', '.join(allowed) or 'none'})")
+
+
+def check_datasets(specs: list[NetworkSpec]) -> None:
+    """Check every spec and load, once in this process, the datasets they need, before anything trains.
+
+    A chapter calls it first with all of its zoos' specs, so that a profile asking for a download
+    that is not cached while offline fails at once, naming the file and where to put it.
+    """
+    for spec in specs:
+        _check(spec)
+    _load_data_first(specs)
 
 
 def _load_data_first(specs: list[NetworkSpec]) -> None:
