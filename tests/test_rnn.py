@@ -156,7 +156,7 @@ def test_sum_of_exponents_is_mean_log_det_for_an_lstm():
         (lambda: TorchRNN(nn.LSTM(3, 4, bidirectional=True)), ValueError, "bidirectional"),
         (lambda: TorchRNN(nn.LSTM(3, 4, proj_size=2)), ValueError, "proj_size"),
         (lambda: lyapbook.lyapunov_spectrum(nn.Transformer(d_model=8, nhead=2, batch_first=True), torch.zeros(5, 1, 8)), TypeError, "model: Transformer is not supported"),
-        (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 2)), ValueError, r"x must have shape \(batch, time, 3\)"),
+        (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 2)), ValueError, r"x must have shape \(time, batch, 3\), got \(5, 1, 2\)"),
         (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 3), k=5), ValueError, r"k must be an int in \[1, 4\]"),
         (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 3), torch.zeros(2, 1, 4)), ValueError, r"h0 must have shape \(num_layers, batch, hidden\)"),
         (lambda: lyapbook.lyapunov_spectrum(nn.LSTM(3, 4), torch.zeros(5, 1, 3), torch.zeros(1, 1, 4)), TypeError, r"tuple \(h0, c0\)"),
