@@ -118,11 +118,11 @@ def lyapunov_spectrum(
             model's parameters must share one dtype (nothing is cast).
         warmup: steps that evolve state and Q without accumulating (Algorithm 2).
         t_on: re-orthonormalise every ``t_on`` steps (and always at the last step). The
-            rounding floor: in one QR step, stretches smaller than about 100 eps times the
+            rounding floor: in one QR step, stretches smaller than about 10 eps times the
             largest (eps = 1.2e-7 in float32, 2.2e-16 in float64) are rounding errors, so an
-            exponent more than about log(1 / (100 eps)) / t_on below the largest (per step;
-            11 / t_on in float32) is not resolved: it sits on a floor. A warning says when a
-            run hits it; lower ``t_on`` or use float64.
+            exponent more than about log(1 / (10 eps)) / t_on below the largest (per step;
+            14 / t_on in float32, 31 / t_on in float64) is not resolved: it sits on a floor,
+            too high. A warning says when a run reaches it; lower ``t_on`` or use float64.
         k: keep the first k exponents (Q is tangent_dim x k); ``None`` keeps all.
         ftle: also return running finite-time exponents and log R_ii at every QR step.
         q_vectors: also return Q after every QR step (batch, n_qr, tangent_dim, k).
@@ -165,7 +165,7 @@ def lyapunov_spectrum(
                       differentiable=differentiable)
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
         raw = _reduce(run, **keep)
-    _warn(raw, run, None, stacklevel=3)
+    _warn(raw, run, stacklevel=3)
     return _result(raw, run, slice(None))
 
 
@@ -292,8 +292,7 @@ def _group_spectra(indices, models, xs, h0s, q0, full_state, nonfinite, options)
             f"the spectra of models {bad} are not finite: their trajectories left every bounded region; exclude "
             "them, or pass nonfinite='nan' to get NaN for them beside the others' results"
         )
-    for index, block in zip(indices, blocks):
-        _warn(raw, run, block, stacklevel=4, network=index)
+    _warn(raw, run, blocks, stacklevel=4)
     return [_result(raw, run, block, check_finite=False) for block in blocks]
 
 
@@ -359,25 +358,21 @@ def _frame_selection(counts, run, q_vectors, q_every, q_steps, q_columns) -> tup
     return kept, columns
 
 
-def _warn(raw: dict, run: Run, rows: slice | None, *, stacklevel: int, network: int | None = None) -> None:
-    rows = slice(None) if rows is None else rows
-    where = "" if network is None else f" (network {network})"
+def _warn(raw: dict, run: Run, blocks: list[slice] | None = None, *, stacklevel: int) -> None:
+    """One warning per kind of trouble; for a group, naming the networks (``blocks``: their rows)."""
+    blocks = [slice(None)] if blocks is None else blocks
     dtype = run.state.dtype
-    if bool(raw["collapsed"][rows].any()):
-        warnings.warn(
-            f"a tangent vector collapsed to zero (R_ii = 0){where}: its log stretch was clamped to "
-            f"log({torch.finfo(dtype).tiny:.1e}); the affected exponents are lower bounds",
-            RuntimeWarning,
-            stacklevel=stacklevel,
-        )
-    if bool(raw["floored"][rows].any()):
-        warnings.warn(
-            f"rounding floor{where}: at some QR step the smallest stretch R_kk fell below 100 eps x R_11 in {dtype}, so "
-            f"the lowest exponents are rounding errors (too high); re-orthonormalise more often (t_on={run.t_on} now) "
-            "or compute in float64",
-            RuntimeWarning,
-            stacklevel=stacklevel,
-        )
+    for flag, message in (
+        ("collapsed", "a tangent vector collapsed to zero (R_ii = 0){where}: its log stretch was clamped to "
+                      f"log({torch.finfo(dtype).tiny:.1e}); the affected exponents are lower bounds"),
+        ("floored", "rounding floor{where}: at some QR step the smallest stretch R_kk fell below 10 eps x R_11 in "
+                    f"{dtype}, so the lowest exponents are rounding errors (too high); re-orthonormalise more often "
+                    f"(t_on={run.t_on} now){' or compute in float64' if dtype != torch.float64 else ''}"),
+    ):
+        hit = [g for g, rows in enumerate(blocks) if bool(raw[flag][rows].any())]
+        if hit:
+            where = "" if len(blocks) == 1 else f" (networks {hit[:10]}{' ...' if len(hit) > 10 else ''})"
+            warnings.warn(message.format(where=where), RuntimeWarning, stacklevel=stacklevel)
 
 
 def _result(raw: dict, run: Run, rows: slice, check_finite: bool = True) -> LyapunovResult:

@@ -15,15 +15,44 @@ the same either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 
-__all__ = ["QRFactors", "TangentFrame", "cholesky_qr2", "qr_stretch", "random_orthonormal"]
+__all__ = ["QRFactors", "TangentFrame", "batched", "cholesky_qr2", "qr_stretch", "random_orthonormal"]
 
 QR_METHODS = ("householder", "cholesky")
 
 # CholeskyQR2 is accurate while the first pass leaves Q1 nearly orthonormal (|Q1^T Q1 - I| ~ cond(P)^2 eps);
 # rows whose Q1 is further from orthonormal than this are factorised again with Householder QR.
 _CHOLESKY_GUARD = 1e-2
+
+
+# PyTorch runs a batched LAPACK call (geqrf, ormqr, potrf, ...) on the CPU as a serial loop over
+# the batch. A batch of many small frames (an ensemble: networks x sequences) is split into one
+# chunk per CPU thread, factorised concurrently (PyTorch releases the GIL inside its operators).
+_MIN_CHUNK = 64  # matrices per chunk below which splitting costs more than it saves
+_POOL: ThreadPoolExecutor | None = None
+
+
+def batched(fn: Callable[..., object], *tensors: torch.Tensor) -> object:
+    """``fn(*tensors)`` for tensors sharing a leading batch axis, run in CPU-thread-sized chunks.
+
+    ``fn`` must treat batch rows independently and return a tensor or a tuple of tensors.
+    """
+    global _POOL
+    threads = torch.get_num_threads()
+    rows = tensors[0].shape[0]
+    if tensors[0].device.type != "cpu" or threads < 2 or rows < 2 * _MIN_CHUNK or torch.is_grad_enabled():
+        return fn(*tensors)
+    if _POOL is None or _POOL._max_workers != threads:
+        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="lyapbook-qr")
+    chunks = min(threads, rows // _MIN_CHUNK)
+    parts = list(_POOL.map(lambda args: fn(*args), zip(*(t.chunk(chunks) for t in tensors))))
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return tuple(torch.cat(column) for column in zip(*parts))
 
 
 def qr_stretch(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +182,7 @@ class TangentFrame:
     def internal(self) -> torch.Tensor:
         """The frame as the engine multiplies it (Q_internal, explicit), (batch, n, k)."""
         if self._q is None:
-            self._q = torch.linalg.householder_product(*self._reflectors)
+            self._q = batched(torch.linalg.householder_product, *self._reflectors)
             self._reflectors = None
         return self._q
 
@@ -165,8 +194,7 @@ class TangentFrame:
     def multiply(self, jac: torch.Tensor) -> None:
         """Q <- jac Q for a formed jac (batch, n, n) (the engine passes J, or J^T)."""
         if self._reflectors is not None:
-            a, tau = self._reflectors
-            self._q = torch.ormqr(a, tau, jac, left=False)
+            self._q = batched(lambda a, tau, j: torch.ormqr(a, tau, j, left=False), *self._reflectors, jac)
             self._reflectors = None
         else:
             self._q = jac @ self._q
@@ -184,16 +212,16 @@ class TangentFrame:
         """Factorise the propagated frame and keep its Q; return the step's :class:`QRFactors`."""
         before = self._sign
         if self.implicit:
-            a, tau = torch.geqrf(self.internal)
+            a, tau = batched(torch.geqrf, self.internal)
             self._reflectors, self._q = (a, tau), None
             diagonal = torch.diagonal(a, dim1=-2, dim2=-1)
             make_q = lambda: torch.linalg.householder_product(a, tau)  # noqa: E731
             raw_r = lambda: a  # noqa: E731
         else:
             if self.qr == "cholesky":
-                q, r = cholesky_qr2(self.internal)
+                q, r = batched(cholesky_qr2, self.internal)
             else:
-                q, r = torch.linalg.qr(self.internal, mode="reduced")
+                q, r = batched(torch.linalg.qr, self.internal)
             self._q = q
             diagonal = torch.diagonal(r, dim1=-2, dim2=-1)
             make_q = lambda: q  # noqa: E731

@@ -47,7 +47,7 @@ class SpectrumReducer:
     """Accumulated log stretch per row (batch, k), and per-row flags for collapsed and floored stretches.
 
     A stretch below the dtype's smallest normal number is a tangent direction that collapsed
-    (R_ii = 0); a ratio R_kk / R_11 below 100 eps at a QR step is the rounding floor: the
+    (R_ii = 0); a ratio R_kk / R_11 below 10 eps at a QR step is the rounding floor: the
     smallest stretches of that step are rounding errors (QR too rarely for the spread of the
     spectrum in that dtype).
     """

@@ -203,6 +203,8 @@ def build_run(
         raise ValueError(f"warmup must be in [0, {steps - 1}] (it counts steps of x, which has {steps}), got {warmup}")
     t_on = check_count("t_on", t_on, 1)
     n = system.tangent_dim
+    if k is None and isinstance(q0, torch.Tensor) and q0.ndim == 3:
+        k = q0.shape[-1]  # the frame says how many exponents
     k = n if k is None else _check_k(k, n)
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
@@ -219,7 +221,10 @@ def build_run(
     frame = initial_frame(q0, state.shape[0] // groups, n, k, seed, state)
     if groups > 1:
         frame = frame.repeat(groups, 1, 1) if frame.shape[0] == state.shape[0] // groups else frame
-    implicit = not matrix_free and not differentiable and k == n and state.device.type == "cpu" and qr == "householder"
+    # Householder reflectors in place of Q (TangentFrame) pay for square frames on a CPU, except for
+    # a large batch of small ones (an ensemble), where ormqr's per-matrix cost exceeds forming Q (measured).
+    implicit = (not matrix_free and not differentiable and k == n and state.device.type == "cpu" and qr == "householder"
+                and (n >= 64 or state.shape[0] < 256))
     return Run(system, inputs, state, steps, warmup, t_on, frame, transpose, matrix_free, implicit, qr,
                bool(input_jacobians), bool(differentiable))
 
@@ -301,6 +306,6 @@ def _check_step_output(system: DynamicalSystem, state: object, linear: object, r
 
 
 def float_floor(dtype: torch.dtype) -> float:
-    """The smallest ratio R_kk / R_11 a QR step resolves in ``dtype`` (100 eps): below it the
+    """The smallest ratio R_kk / R_11 a QR step resolves in ``dtype`` (10 eps): near it the
     smallest stretch factors are rounding errors, and their exponents sit on a floor."""
-    return 100.0 * torch.finfo(dtype).eps
+    return 10.0 * torch.finfo(dtype).eps

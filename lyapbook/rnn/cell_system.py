@@ -12,9 +12,6 @@ from .stack import check_finite_parameters, stack_apply, stack_input_jacobian, s
 
 __all__ = ["CellSystem"]
 
-# Matrix-free pays up to this many tangent vectors (see prefers_matrix_free).
-_MATRIX_FREE_MAX_K = 16
-
 
 class CellSystem(DynamicalSystem):
     """Wraps a cell or a stack of cells; steps are deterministic (no training noise).
@@ -75,8 +72,8 @@ class CellSystem(DynamicalSystem):
         return torch.cat(parts)
 
     def prefers_matrix_free(self, k: int) -> bool:
-        """Apply J to k vectors without forming it when k is small (as for PyTorch's modules)."""
-        return k < self.tangent_dim and k <= _MATRIX_FREE_MAX_K
+        """Apply J to k vectors without forming it when k <= n / 8 (see :meth:`TorchRNN.prefers_matrix_free`)."""
+        return 8 * k <= self.tangent_dim
 
     def initial_state(self, batch=1, *, dtype=torch.float64, device="cpu"):
         like = torch.empty(0, dtype=dtype, device=device)
