@@ -14,6 +14,8 @@ DataFrame) so that a chapter can show it; ``main`` prints the ones asked for.
   and lyapbook's cells.
 - ``ensemble``: 64 networks of hidden 32, 10 sequences each: one by one against one batched
   ``lyapunov_spectra`` call, QR every step and every 5.
+- ``memory``: the peak memory of a run that keeps every frame (784 steps of an LSTM with
+  n = 128, batch 64: 3.3 GB of frames) against the size of what it keeps.
 
 Baselines that take far longer are timed over ``--baseline-steps`` steps and scaled to T (said
 in the table). Speed is measured here, never asserted in a unit test.
@@ -22,9 +24,13 @@ in the table). Speed is measured here, never asserted in a unit test.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -174,6 +180,18 @@ def run_benchmark(
     return result
 
 
+def _engine_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
+    return (
+        f"Seconds for T = {options.steps} steps, {options.batch} sequences. The autograd baselines and torch.func were "
+        f"timed over {options.baseline_steps} steps and scaled to T; 'autograd' differentiates the batch-summed step "
+        "(one Jacobian call per step), 'autograd per sequence' calls autograd once per sequence and step, as the "
+        f"dissertation's baseline did. '{FLOOR}': the same number of batched products and torch.linalg.qr calls on "
+        "random tensors. J, J@Q, QR: lyapbook's stages alone (QR: re-orthonormalisation beyond the plain product). "
+        "'T_ON speed-up': the spectrum at t_on = 1 over the spectrum at this t_on."
+    )
+
+
+@register("engine", "the spectrum and its stages against autograd, torch.func and bare J@Q + QR; T_ON speed-ups", _engine_note)
 def _engine(options: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for arch in options.arch:
@@ -200,20 +218,6 @@ def _engine(options: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
-def _engine_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
-    return (
-        f"Seconds for T = {options.steps} steps, {options.batch} sequences. The autograd baselines and torch.func were "
-        f"timed over {options.baseline_steps} steps and scaled to T; 'autograd' differentiates the batch-summed step "
-        "(one Jacobian call per step), 'autograd per sequence' calls autograd once per sequence and step, as the "
-        f"dissertation's baseline did. '{FLOOR}': the same number of batched products and torch.linalg.qr calls on "
-        "random tensors. J, J@Q, QR: lyapbook's stages alone (QR: re-orthonormalisation beyond the plain product). "
-        "'T_ON speed-up': the spectrum at t_on = 1 over the spectrum at this t_on."
-    )
-
-
-register("engine", "the spectrum and its stages against autograd, torch.func and bare J@Q + QR; T_ON speed-ups", _engine_note)(_engine)
-
-
 # ---------------------------------------------------------------------------------------------
 # kless: formed J against matrix-free tangent propagation, k << n
 
@@ -235,6 +239,16 @@ def _kless_models(tangent: int, inputs: int) -> list[tuple[str, nn.Module]]:
     ]
 
 
+def _kless_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
+    return (
+        f"The first k = {options.kless_k} exponents of networks with n = {options.kless_n} tangent dimensions, "
+        f"{options.kless_batch} sequences of {options.steps} steps: 'formed J' builds each n x n Jacobian and multiplies "
+        "(the engine's only path before matrix-free propagation existed), 'matrix-free' applies J to the k vectors "
+        "without forming it. Two-layer networks and the stack have hidden n / 2 per layer."
+    )
+
+
+@register("kless", "k << n: formed Jacobians against matrix-free tangent propagation", _kless_note)
 def _kless(options: argparse.Namespace) -> pd.DataFrame:
     torch.manual_seed(0)
     dtype, device, timed = _dtype(options), options.device, _timer(options.device)
@@ -256,22 +270,19 @@ def _kless(options: argparse.Namespace) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _kless_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
-    return (
-        f"The first k = {options.kless_k} exponents of networks with n = {options.kless_n} tangent dimensions, "
-        f"{options.kless_batch} sequences of {options.steps} steps: 'formed J' builds each n x n Jacobian and multiplies "
-        "(the engine's only path before matrix-free propagation existed), 'matrix-free' applies J to the k vectors "
-        "without forming it. Two-layer networks and the stack have hidden n / 2 per layer."
-    )
-
-
-register("kless", "k << n: formed Jacobians against matrix-free tangent propagation", _kless_note)(_kless)
-
-
 # ---------------------------------------------------------------------------------------------
 # ensemble: many networks at once against one by one
 
 
+def _ensemble_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
+    return (
+        f"Spectra (all exponents) of {options.networks} networks, {options.sequences} sequences of {options.steps} "
+        "steps each: one lyapunov_spectrum call per network against one lyapunov_spectra call for the group "
+        "(stacked weights, one batched QR per step)."
+    )
+
+
+@register("ensemble", "a group of networks in one batched call against one by one", _ensemble_note)
 def _ensemble(options: argparse.Namespace) -> pd.DataFrame:
     dtype, device, timed = _dtype(options), options.device, _timer(options.device)
     rows = []
@@ -294,15 +305,46 @@ def _ensemble(options: argparse.Namespace) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _ensemble_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
+# ---------------------------------------------------------------------------------------------
+# memory: what keeping frames costs
+
+
+_MEMORY_PROBE = """
+import resource, sys, torch, lyapbook
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+model = torch.nn.LSTM({inputs}, {hidden}, batch_first=True)
+x = torch.randn({batch}, {steps}, {inputs})
+lyapbook.lyapunov_spectrum(model, x[:, :2], q_vectors=True)  # warm the allocator and the kernels
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = lyapbook.lyapunov_spectrum(model, x, q_vectors=True)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(result.q.numel() * result.q.element_size(), (after - before) * 1024)
+"""
+
+
+def _memory_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
     return (
-        f"Spectra (all exponents) of {options.networks} networks, {options.sequences} sequences of {options.steps} "
-        "steps each: one lyapunov_spectrum call per network against one lyapunov_spectra call for the group "
-        "(stacked weights, one batched QR per step)."
+        "lyapunov_spectrum(..., q_vectors=True), float32, in a fresh process: the rise of its peak resident memory "
+        "during the run against the size of the frames it returns (batch x steps x n x n)."
     )
 
 
-register("ensemble", "a group of networks in one batched call against one by one", _ensemble_note)(_ensemble)
+@register("memory", "peak memory of a run that keeps every frame, against the size of the frames", _memory_note)
+def _memory(options: argparse.Namespace) -> pd.DataFrame:
+    code = _MEMORY_PROBE.format(threads=options.threads, inputs=options.inputs, hidden=options.memory_hidden,
+                                batch=options.memory_batch, steps=options.memory_steps)
+    # A fresh process, so that its peak resident size measures this run alone; it imports this lyapbook.
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    kept, peak = int(output[-2]), int(output[-1])
+    gigabyte = 1024**3
+    return pd.DataFrame([{
+        "network": f"LSTM {options.memory_hidden}", "batch": options.memory_batch, "steps": options.memory_steps,
+        "frames kept (GiB)": kept / gigabyte, "peak memory added (GiB)": peak / gigabyte,
+        "beyond what is kept (GiB)": (peak - kept) / gigabyte,
+    }])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,6 +389,10 @@ def _parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--sequences", type=_positive, default=10, help="sequences per network")
     ensemble.add_argument("--ensemble-arch", nargs="+", default=["lstm"], choices=["lstm", "gru", "rnn"], help="architectures")
     ensemble.add_argument("--ensemble-t-on", nargs="+", type=_positive, default=[1, 5], help="steps between QR factorisations")
+    memory = parser.add_argument_group("memory section")
+    memory.add_argument("--memory-hidden", type=_positive, default=128, help="LSTM hidden size")
+    memory.add_argument("--memory-batch", type=_positive, default=64, help="sequences")
+    memory.add_argument("--memory-steps", type=_positive, default=784, help="steps (every frame is kept)")
     return parser
 
 

@@ -269,7 +269,7 @@ def _group_spectra(indices, models, xs, h0s, q0, full_state, nonfinite, options)
     with torch.set_grad_enabled(run_options["differentiable"] and torch.is_grad_enabled()):
         inputs, states = [], []
         for x, h0, model in zip(xs, h0s, models):
-            single = resolve_system(model, full_state)
+            single = resolve_system(model, full_state, run_options["differentiable"])
             x, h0 = single.prepare(check_inputs(single, x), h0)
             steps, x = (x, None) if isinstance(x, int) else (x.shape[1], x)
             state = initial_state(single, h0, x)
@@ -280,7 +280,7 @@ def _group_spectra(indices, models, xs, h0s, q0, full_state, nonfinite, options)
             raise ValueError("x/h0: every network must have the same number of sequences and steps")
         if isinstance(q0, list):  # one frame per network
             q0 = torch.cat(q0)
-        system = as_group_system(models, full_state)
+        system = as_group_system(models, full_state, differentiable=run_options["differentiable"])
         run = build_run(system, None if inputs[0] is None else torch.cat(inputs), torch.cat(states), steps, q0=q0,
                         groups=len(models), **run_options)
         raw = _reduce(run, **keep)

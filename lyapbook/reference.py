@@ -128,6 +128,10 @@ class AutogradSystem(DynamicalSystem):
     def dtype(self) -> torch.dtype | None:
         return self.inner.dtype
 
+    @property
+    def device(self) -> torch.device | None:
+        return self.inner.device
+
     def prepare(self, x, h0):
         return self.inner.prepare(x, h0)
 

@@ -56,6 +56,11 @@ class DynamicalSystem:
         return None
 
     @property
+    def device(self) -> torch.device | None:
+        """The device of the system's own parameters, where states and inputs must be; ``None`` if it has none."""
+        return None
+
+    @property
     def tangent_dim(self) -> int:
         """Size of the space the Jacobian acts on: the number of Lyapunov exponents."""
         return self.state_dim

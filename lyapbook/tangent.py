@@ -20,7 +20,6 @@ constant J (and their sums of exponents always agree); for a driven network they
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -153,7 +152,7 @@ def prepare_run(
     differentiable: bool = False,
 ) -> Run:
     """Validate everything a user passed and bring it to the engine's layout (see :func:`lyapbook.lyapunov_spectrum`)."""
-    system = resolve_system(system, full_state)
+    system = resolve_system(system, full_state, differentiable)
     x = check_inputs(system, x)
     x, h0 = system.prepare(x, h0)
     steps, inputs = (x, None) if isinstance(x, int) else (x.shape[1], x)
@@ -164,17 +163,23 @@ def prepare_run(
                      differentiable=differentiable)
 
 
-def resolve_system(system: object, full_state: bool) -> DynamicalSystem:
+def resolve_system(system: object, full_state: bool, differentiable: bool = False) -> DynamicalSystem:
     """The system behind a model, with its definition checked."""
     if isinstance(system, torch.nn.Module):
-        system = as_system(system, full_state)
+        system = as_system(system, full_state, differentiable=differentiable)
     elif not isinstance(system, DynamicalSystem):
         raise TypeError(
             f"system must be a lyapbook.systems.DynamicalSystem or a supported recurrent network, got "
             f"{type(system).__name__}; subclass DynamicalSystem (state_dim, step, ideally jacobian) for your own map"
         )
-    elif full_state:
-        system = as_system(system, full_state)  # raises: a system defines its own tangent space
+    else:
+        if full_state:
+            as_system(system, full_state)  # raises unless the system was made with full_state
+        if differentiable and getattr(system, "differentiable", True) is False:
+            raise ValueError(
+                f"differentiable=True: this {type(system).__name__} computes with detached parameters; pass the "
+                f"network itself, or make the system with differentiable=True"
+            )
     check_system_definition(system)
     return system
 
@@ -184,7 +189,7 @@ def initial_state(system: DynamicalSystem, h0: object, inputs: torch.Tensor | No
     batch = inputs.shape[0] if inputs is not None else system.parameters_batch()
     if h0 is None:
         dtype = inputs.dtype if inputs is not None else (system.dtype or torch.float64)
-        device = inputs.device if inputs is not None else "cpu"
+        device = inputs.device if inputs is not None else (system.device or "cpu")
         return system.initial_state(batch or 1, dtype=dtype, device=device)
     if inputs is None and batch is not None and isinstance(h0, torch.Tensor) and h0.ndim == 2 and h0.shape[0] != batch:
         raise ValueError(

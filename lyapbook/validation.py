@@ -13,7 +13,7 @@ import torch
 from .systems import DynamicalSystem
 
 __all__ = [
-    "check_count", "check_dtypes", "check_inputs", "check_state", "check_step_input", "check_system_definition",
+    "check_count", "check_dtypes", "check_float", "check_inputs", "check_state", "check_step_input", "check_system_definition",
     "layout_of",
 ]
 
@@ -122,6 +122,12 @@ def check_dtypes(system: DynamicalSystem, state: torch.Tensor, inputs: torch.Ten
         )
     if inputs is not None and inputs.device != state.device:
         raise ValueError(f"x is on {inputs.device} but {state_name} is on {state.device}; move both to one device")
+    model_device = system.device
+    if model_device is not None and model_device != state.device:
+        raise ValueError(
+            f"{state_name}/x are on {state.device} but the model is on {model_device}; move them with "
+            f".to({str(model_device)!r}) (or the model to {state.device})"
+        )
     model_dtype = system.dtype
     if model_dtype is not None and model_dtype != state.dtype:
         check_float("model", model_dtype)

@@ -108,3 +108,31 @@ def test_a_diverging_network_is_named_or_isolated():
         separate = lyapbook.lyapunov_spectrum(models[g], x, t_on=3)
         # float32, the same products in another batch order: rounding of a few float32 operations.
         assert torch.allclose(results[g].per_sequence, separate.per_sequence, rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["formed", "matrix_free"])
+def test_cuda_runs_equal_the_cpu_ones(method):
+    models = _networks(lambda: nn.LSTM(3, 16, num_layers=2, batch_first=True))
+    x = torch.randn(4, 30, 3, dtype=torch.float64)
+    cpu = lyapbook.lyapunov_spectra(models, x, k=4, method=method, r_matrices=True)
+    gpu = lyapbook.lyapunov_spectra([m.cuda() for m in models], x.cuda(), k=4, method=method, r_matrices=True)
+    for a, b in zip(cpu, gpu):
+        # Different BLAS and QR kernels: float64 rounding, amplified by 30 steps of products.
+        assert torch.allclose(a.per_sequence, b.per_sequence.cpu(), atol=1e-9)
+        assert torch.allclose(a.r, b.r.cpu(), atol=1e-9)
+    reservoir = Rank1Reservoir(20, g=1.5).double().cuda()
+    assert lyapbook.lyapunov_spectrum(reservoir, 50, k=3).exponents.device.type == "cuda"
+
+
+class _Elsewhere(lyapbook.systems.Henon):
+    """A system whose parameters live on another device (the meta device stands in for a GPU)."""
+
+    @property
+    def device(self):
+        return torch.device("meta")
+
+
+def test_a_model_on_another_device_is_named():
+    with pytest.raises(ValueError, match="h0/x are on cpu but the model is on meta"):
+        lyapbook.lyapunov_spectrum(_Elsewhere(), 10, torch.zeros(1, 2, dtype=torch.float64))

@@ -231,3 +231,24 @@ def test_differentiable_run_keeps_the_graph_and_the_default_does_not():
     assert kept.exponents.requires_grad and kept.ftle.requires_grad and kept.r.requires_grad
     plain = lyapbook.lyapunov_spectrum(model, x)
     assert not plain.exponents.requires_grad and not plain.final_state.requires_grad
+
+
+def test_direct_calls_build_no_graph_and_a_detached_system_refuses_differentiation():
+    model = nn.LSTM(3, 4).double()
+    state, x_t = torch.zeros(2, 8, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    assert not lyapbook.jacobian(model, state, x_t).requires_grad
+    assert not as_system(model).step_with_jacobian(state, x_t)[1].requires_grad
+    with pytest.raises(ValueError, match="computes with detached parameters; pass the network itself"):
+        lyapbook.lyapunov_spectrum(as_system(model), torch.randn(5, 2, 3, dtype=torch.float64), differentiable=True)
+
+
+def test_group_gradients_equal_separate_gradients():
+    torch.manual_seed(4)
+    models = [nn.RNN(2, 3).double() for _ in range(2)]
+    x = torch.randn(20, 2, 2, dtype=torch.float64)
+    results = lyapbook.lyapunov_spectra(models, x, k=1, differentiable=True)
+    group = torch.autograd.grad(sum(r.exponents[0] for r in results), [m.weight_hh_l0 for m in models])
+    for model, gradient in zip(models, group):
+        (separate,) = torch.autograd.grad(lyapbook.lyapunov_spectrum(model, x, k=1, differentiable=True).exponents[0],
+                                          model.weight_hh_l0)
+        assert torch.allclose(gradient, separate, atol=1e-12)

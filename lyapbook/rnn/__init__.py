@@ -25,8 +25,9 @@ SUPPORTED = (
 _MODULES = (nn.RNN, nn.LSTM, nn.GRU, RecurrentCell, StackedCells)
 
 
-def as_system(model: object, full_state: bool = False) -> DynamicalSystem:
-    """The dynamical system behind ``model``: a system passes through, a supported module is wrapped."""
+def as_system(model: object, full_state: bool = False, *, differentiable: bool = False) -> DynamicalSystem:
+    """The dynamical system behind ``model``: a system passes through, a supported module is wrapped
+    (with ``differentiable``, computing with the module's parameters themselves)."""
     if isinstance(model, DynamicalSystem):
         if full_state and not getattr(model, "full_state", False):
             raise ValueError(
@@ -35,9 +36,9 @@ def as_system(model: object, full_state: bool = False) -> DynamicalSystem:
             )
         return model
     if isinstance(model, (nn.RNN, nn.LSTM, nn.GRU)):
-        return TorchRNN(model, full_state=full_state)
+        return TorchRNN(model, full_state=full_state, differentiable=differentiable)
     if isinstance(model, (RecurrentCell, StackedCells)):
-        return CellSystem(model, full_state=full_state)
+        return CellSystem(model, full_state=full_state, differentiable=differentiable)
     raise TypeError(f"model: {type(model).__name__} is not supported; lyapunov_spectrum takes {SUPPORTED}{_inner_hint(model)}")
 
 
@@ -71,7 +72,7 @@ def configuration(model: nn.Module) -> tuple:
     return tuple(parts)
 
 
-def as_group_system(models: Sequence[nn.Module], full_state: bool = False) -> DynamicalSystem:
+def as_group_system(models: Sequence[nn.Module], full_state: bool = False, *, differentiable: bool = False) -> DynamicalSystem:
     """One system for networks of one configuration (see :func:`configuration`), each with its own weights.
 
     Its batch holds G blocks of rows, block g for ``models[g]``.
@@ -91,8 +92,8 @@ def as_group_system(models: Sequence[nn.Module], full_state: bool = False) -> Dy
                 f"{type(first).__name__}); group only networks of one configuration"
             )
     if isinstance(first, (nn.RNN, nn.LSTM, nn.GRU)):
-        return TorchRNN.group(models, full_state)
-    return CellSystem.group(models, full_state)
+        return TorchRNN.group(models, full_state, differentiable=differentiable)
+    return CellSystem.group(models, full_state, differentiable=differentiable)
 
 
 def jacobian(model: object, h: torch.Tensor | tuple, x_t: torch.Tensor | None = None, full_state: bool = False) -> torch.Tensor:

@@ -23,9 +23,9 @@ class CellSystem(DynamicalSystem):
 
     unbatched_input = True
 
-    def __init__(self, model: RecurrentCell | StackedCells, full_state: bool = False):
+    def __init__(self, model: RecurrentCell | StackedCells, full_state: bool = False, *, differentiable: bool = False):
         check_finite_parameters(model)
-        self.model, self.full_state = model, bool(full_state)
+        self.model, self.full_state, self.differentiable = model, bool(full_state), bool(differentiable)
         self.cells = list(model.cells) if isinstance(model, StackedCells) else [model]
         if full_state and not any(cell.aux_size for cell in self.cells):
             raise ValueError(
@@ -38,13 +38,15 @@ class CellSystem(DynamicalSystem):
         self._stacked: dict[str, torch.Tensor] | None = None
 
     @classmethod
-    def group(cls, models: Sequence[RecurrentCell | StackedCells], full_state: bool = False) -> CellSystem:
+    def group(
+        cls, models: Sequence[RecurrentCell | StackedCells], full_state: bool = False, *, differentiable: bool = False
+    ) -> CellSystem:
         """One system for G models of one configuration, each with its own tensors (stacked to (G, ...)
         when the group is made). The caller checks that the configurations agree."""
-        systems = [cls(model, full_state) for model in models]
+        systems = [cls(model, full_state, differentiable=differentiable) for model in models]
         system = systems[0]
-        names = list(_named_tensors(system.model))
-        per_model = [_named_tensors(model) for model in models]
+        names = list(_named_tensors(system.model, differentiable))
+        per_model = [_named_tensors(model, differentiable) for model in models]
         system._stacked = {name: torch.stack([tensors[name] for tensors in per_model]) for name in names}
         system.groups = len(models)
         return system
@@ -57,6 +59,11 @@ class CellSystem(DynamicalSystem):
     def dtype(self) -> torch.dtype | None:
         parameter = next(self.model.parameters(), None)
         return None if parameter is None else parameter.dtype
+
+    @property
+    def device(self) -> torch.device | None:
+        parameter = next(self.model.parameters(), None)
+        return None if parameter is None else parameter.device
 
     @property
     def state_description(self) -> str:
@@ -80,8 +87,8 @@ class CellSystem(DynamicalSystem):
         return torch.cat([cell.initial_state(batch, like) for cell in self.cells], dim=-1)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The model's parameters and buffers by name, or stacked (G, ...) for a group."""
-        return self._stacked if self._stacked is not None else _named_tensors(self.model)
+        """The model's parameters and buffers by name (detached unless ``differentiable``), or stacked (G, ...) for a group."""
+        return self._stacked if self._stacked is not None else _named_tensors(self.model, self.differentiable)
 
     def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         return self._advance(state, x, linearize=False)[0]
@@ -120,5 +127,6 @@ class CellSystem(DynamicalSystem):
         return torch.cat(new_states, dim=-1), linearizations
 
 
-def _named_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+def _named_tensors(model: torch.nn.Module, differentiable: bool) -> dict[str, torch.Tensor]:
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    return tensors if differentiable else {name: value.detach() for name, value in tensors.items()}

@@ -111,6 +111,7 @@ class RecurrentCell(nn.Module):
         new_state, jac, _ = self.step_with_jacobians(state, x_t, full_state, need_input=False)
         return new_state, jac
 
+    @torch.no_grad()
     def step_with_jacobians(
         self, state: torch.Tensor, x_t: torch.Tensor | None, full_state: bool = False, need_input: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

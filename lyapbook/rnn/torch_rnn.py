@@ -45,11 +45,13 @@ class TorchRNN(DynamicalSystem):
             with ``proj_size > 0`` is not supported. Dropout between layers is not applied
             (exponents describe the network as evaluated).
         full_state: LSTM only: differentiate the full (h, c) state instead of h alone.
+        differentiable: compute with the module's parameters themselves, so that autograd
+            reaches them; by default with detached copies (no graph is built by any call).
     """
 
     unbatched_input = True
 
-    def __init__(self, module: nn.Module, full_state: bool = False):
+    def __init__(self, module: nn.Module, full_state: bool = False, *, differentiable: bool = False):
         if not isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
             raise TypeError(f"module must be nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
         if module.bidirectional:
@@ -73,6 +75,7 @@ class TorchRNN(DynamicalSystem):
         self.batch_first = module.batch_first
         self.is_lstm = self.kind == "LSTM"
         self.full_state = bool(full_state)
+        self.differentiable = bool(differentiable)
         self.layer_state = 2 * self.hidden if self.is_lstm else self.hidden
         self.layer_tangent = 2 * self.hidden if self.full_state else self.hidden
         self.state_dim = self.layers * self.layer_state
@@ -80,17 +83,18 @@ class TorchRNN(DynamicalSystem):
         self._stacked: dict[str, torch.Tensor] | None = None
 
     @classmethod
-    def group(cls, modules: Sequence[nn.Module], full_state: bool = False) -> TorchRNN:
+    def group(cls, modules: Sequence[nn.Module], full_state: bool = False, *, differentiable: bool = False) -> TorchRNN:
         """One system for G modules of one configuration, each with its own weights.
 
         The batch of this system holds G blocks of rows, block g belonging to ``modules[g]``;
         the weights are stacked to (G, ...) when the group is made (a snapshot: train the
         modules, then make the group). The caller checks that the configurations agree.
         """
-        systems = [cls(module, full_state) for module in modules]
+        systems = [cls(module, full_state, differentiable=differentiable) for module in modules]
         system = systems[0]
         names = [name for name, _ in system.module.named_parameters()]
-        system._stacked = {name: torch.stack([getattr(module, name) for module in modules]) for name in names}
+        stacked = {name: torch.stack([getattr(module, name) for module in modules]) for name in names}
+        system._stacked = stacked if differentiable else {name: value.detach() for name, value in stacked.items()}
         system.groups = len(modules)
         return system
 
@@ -101,6 +105,10 @@ class TorchRNN(DynamicalSystem):
     @property
     def dtype(self) -> torch.dtype:
         return self.module.weight_hh_l0.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.weight_hh_l0.device
 
     @property
     def state_description(self) -> str:
@@ -173,10 +181,12 @@ class TorchRNN(DynamicalSystem):
     # ----------------------------------------------------------------------------------------
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The weights by name (``weight_ih_l0``, ...): the module's own, or stacked (G, ...) for a group."""
+        """The weights by name (``weight_ih_l0``, ...): the module's own (detached unless ``differentiable``),
+        or stacked (G, ...) for a group."""
         if self._stacked is not None:
             return self._stacked
-        return dict(self.module.named_parameters())
+        parameters = self.module.named_parameters()
+        return {name: value if self.differentiable else value.detach() for name, value in parameters}
 
     def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         return self._advance(state, x, linearize=False)[0]
