@@ -11,7 +11,7 @@ CHAPTER ?=
 
 help:
 	@echo "make book [PROFILE=teaching|ci|paper] [CHAPTER=01]  execute chapters and render HTML into _build/<profile>/"
-	@echo "make test                                            the ci-profile book, unit tests, nbval over every chapter"
+	@echo "make test                                            the ci-profile book, unit tests, nbval, the browser check"
 	@echo "make golden                                          re-record the checked outputs in tests/golden/"
 	@echo "make environment                                     rewrite environment.yml from requirements.lock"
 
@@ -30,6 +30,9 @@ run: $(STAMP)
 render: $(STAMP)
 	$(PY) -m lyapbook.book render --profile $(PROFILE)
 
+# The browser check (tests/test_browser.py) runs when Chromium is installed; without it pytest's
+# summary says "browser check skipped". LYAPBOOK_REQUIRE_BROWSER=1 (set by .ci/run) makes a
+# missing Chromium a failure instead.
 test: $(STAMP)
 	$(PY) -m lyapbook.book build --profile ci
 	$(PY) -m lyapbook.book nbval-prepare

@@ -12,13 +12,18 @@ DataFrame) so that a chapter can show it; ``main`` prints the ones asked for.
 - ``kless``: k = 16 exponents of networks with 1024 tangent dimensions: the formed-Jacobian
   path against matrix-free tangent propagation, for PyTorch's modules of one and two layers
   and lyapbook's cells.
-- ``ensemble``: 64 networks of hidden 32, 10 sequences each: one by one against one batched
-  ``lyapunov_spectra`` call, QR every step and every 5.
+- ``spectra``: ensemble spectra, 64 networks of hidden 32, 10 sequences each: one by one
+  against one batched ``lyapunov_spectra`` call, QR every step and every 5.
 - ``memory``: the peak memory of a run that keeps every frame (784 steps of an LSTM with
   n = 128, batch 64: 3.3 GB of frames) against the size of what it keeps.
 
 Baselines that take far longer are timed over ``--baseline-steps`` steps and scaled to T (said
 in the table). Speed is measured here, never asserted in a unit test.
+
+``python -m lyapbook.bench --section engine kless ...`` runs sections (``--help`` lists them and
+every option); ``python -m lyapbook.bench ensemble [options]`` times ensemble *training* against
+one network at a time instead (:mod:`lyapbook.tasks.bench_ensemble`). A new section is a
+function ``run(options) -> DataFrame`` registered with :func:`register`.
 """
 
 from __future__ import annotations
@@ -282,7 +287,7 @@ def _ensemble_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
     )
 
 
-@register("ensemble", "a group of networks in one batched call against one by one", _ensemble_note)
+@register("spectra", "ensemble spectra: a group of networks in one batched call against one by one", _ensemble_note)
 def _ensemble(options: argparse.Namespace) -> pd.DataFrame:
     dtype, device, timed = _dtype(options), options.device, _timer(options.device)
     rows = []
@@ -301,7 +306,7 @@ def _ensemble(options: argparse.Namespace) -> pd.DataFrame:
                          "sequences": options.sequences, "t_on": t_on, "one by one (s)": separate,
                          "ensemble (s)": together, "speed-up": separate / together,
                          "max |exponent difference|": gap})
-            print(f"[bench ensemble] {arch} t_on={t_on}: one by one {separate:.2f} s, ensemble {together:.2f} s", flush=True)
+            print(f"[bench spectra] {arch} t_on={t_on}: one by one {separate:.2f} s, ensemble {together:.2f} s", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -383,7 +388,7 @@ def _parser() -> argparse.ArgumentParser:
     kless.add_argument("--kless-n", type=_positive, default=1024, help="tangent dimension n of every network")
     kless.add_argument("--kless-k", type=_positive, default=16, help="exponents kept, k")
     kless.add_argument("--kless-batch", type=_positive, default=8, help="sequences per spectrum")
-    ensemble = parser.add_argument_group("ensemble section")
+    ensemble = parser.add_argument_group("spectra section")
     ensemble.add_argument("--networks", type=_positive, default=64, help="networks in the group")
     ensemble.add_argument("--ensemble-hidden", type=_positive, default=32, help="hidden size of each network")
     ensemble.add_argument("--sequences", type=_positive, default=10, help="sequences per network")
@@ -410,6 +415,11 @@ def _check_options(options: argparse.Namespace, sections: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ensemble"]:  # ensemble *training*: python -m lyapbook.bench ensemble [options]
+        from .tasks.bench_ensemble import main as ensemble_main
+
+        return ensemble_main(argv[1:])
     parser = _parser()
     options = parser.parse_args(argv)
     try:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 __all__ = ["max_exponent", "mean_exponent", "exponent_variance", "kaplan_yorke_dimension", "count_positive", "summary",
-           "correlation"]
+           "correlation", "partial_correlation", "relations"]
 
 
 def _sorted(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -75,20 +75,82 @@ def summary(spectrum: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
     }
 
 
+def _fisher_interval(r: float, n_effective: int, level: float) -> tuple[float, float]:
+    """The ``level`` interval of a correlation from Fisher's z with standard error 1/sqrt(n_effective)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    half_width = NormalDist().inv_cdf(0.5 + level / 2) / np.sqrt(n_effective)
+    z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+    return float(np.tanh(z - half_width)), float(np.tanh(z + half_width))
+
+
+def _paired(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    return x, y
+
+
 def correlation(x, y, level: float = 0.95) -> tuple[float, float, float]:
     """Pearson's r between two samples (n,) and its ``level`` confidence interval (Fisher's z).
 
     Returns (r, low, high). The interval assumes roughly bivariate-normal samples; it needs
     n >= 4 and is wide for small n, which is the point of reporting it.
     """
-    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    x, y = _paired(x, y)
     if len(x) < 4:
         raise ValueError(f"a confidence interval for r needs at least 4 pairs, got {len(x)}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
     r = float(np.corrcoef(x, y)[0, 1])
-    half_width = NormalDist().inv_cdf(0.5 + level / 2) / np.sqrt(len(x) - 3)
-    z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
-    return r, float(np.tanh(z - half_width)), float(np.tanh(z + half_width))
+    return (r, *_fisher_interval(r, len(x) - 3, level))
+
+
+def partial_correlation(x, y, covariates, level: float = 0.95) -> tuple[float, float, float]:
+    """Pearson's r between x and y (n,) after removing what ``covariates`` explain linearly.
+
+    Both samples are regressed on an intercept and the covariates (n,) or (n, c) by least
+    squares, and r is taken between the residuals. This answers "does x go with y among
+    networks that share the same swept hyperparameters?": a raw correlation that only reflects
+    a hyperparameter driving both x and y drops to about zero here. The interval is Fisher's,
+    with n - 3 - c degrees of freedom (needs n >= c + 4).
+
+    Returns (r, low, high).
+    """
+    x, y = _paired(x, y)
+    z = np.asarray(covariates, dtype=float)
+    z = z.reshape(len(z), -1) if z.ndim else z.reshape(1, 1)
+    if z.shape[0] != len(x):
+        raise ValueError(f"covariates must have one row per pair ({len(x)}), got shape {z.shape}")
+    if not np.all(np.isfinite(z)) or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+        raise ValueError("x, y and covariates must be finite")
+    count = z.shape[1]
+    if len(x) < count + 4:
+        raise ValueError(f"a partial correlation with {count} covariate(s) needs at least {count + 4} pairs, got {len(x)}")
+    design = np.column_stack([np.ones(len(x)), z])
+    residuals = [v - design @ np.linalg.lstsq(design, v, rcond=None)[0] for v in (x, y)]
+    r = float(np.corrcoef(*residuals)[0, 1])
+    return (r, *_fisher_interval(r, len(x) - 3 - count, level))
+
+
+def relations(frame, statistics: dict[str, str], target: str, covariates: list[str], level: float = 0.95):
+    """Raw and partial correlations of several columns of ``frame`` with ``target``, as a table.
+
+    Args:
+        frame: a pandas DataFrame, one row per observation (network, or network and epoch).
+        statistics: {column: label} of the columns to correlate with ``target``.
+        target: the column they are correlated with (e.g. validation loss).
+        covariates: columns held fixed in the partial correlation (the swept hyperparameters).
+
+    Returns:
+        A DataFrame with one row per statistic: ``statistic``, ``n``, ``r``, ``r low``,
+        ``r high`` (Pearson with Fisher interval) and ``partial r``, ``partial low``,
+        ``partial high`` (given ``covariates``; see :func:`partial_correlation`).
+    """
+    import pandas as pd
+
+    rows = []
+    for column, label in statistics.items():
+        r, low, high = correlation(frame[column], frame[target], level)
+        partial = partial_correlation(frame[column], frame[target], frame[covariates].to_numpy(), level)
+        rows.append({"statistic": label, "n": len(frame), "r": r, "r low": low, "r high": high,
+                     "partial r": partial[0], "partial low": partial[1], "partial high": partial[2]})
+    return pd.DataFrame(rows)

@@ -38,7 +38,7 @@ def test_sections_return_tables_with_their_columns():
     assert {"autograd per sequence", FLOOR, "spectrum vs autograd per sequence"} <= set(engine.columns)
     kless = run_section("kless", kless_n=8, kless_k=2, kless_batch=2, steps=3, inputs=3, repeat=1, threads=1)
     assert len(kless) == 11 and (kless["max |exponent difference|"] < 1e-3).all()  # float32, 3 steps
-    ensemble = run_section("ensemble", networks=3, ensemble_hidden=4, sequences=2, steps=3, inputs=3, repeat=1, threads=1)
+    ensemble = run_section("spectra", networks=3, ensemble_hidden=4, sequences=2, steps=3, inputs=3, repeat=1, threads=1)
     assert list(ensemble["t_on"]) == [1, 5] and (ensemble["max |exponent difference|"] < 1e-4).all()
 
 

@@ -88,6 +88,10 @@ def test_helpers_write_nothing_outside_the_book(tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     publish.figure(fig, "fig-1-1", "caption")
     publish.table(pd.DataFrame({"a": [1]}), "tab-1-ref", "caption")
+    publish.show_table(pd.DataFrame({"a": [1]}), "A title")
+    assert publish.value("x", np.float32(0.5)) == 0.5
+    record = publish.verdict("fig-1-2", claim="c", paper="p", ours="o", verdict="within noise")
+    assert record["verdict"] == "within noise"
     assert list(tmp_path.iterdir()) == []
     assert not plt.get_fignums()
 
@@ -143,6 +147,7 @@ TINY_CHAPTER = textwrap.dedent(
     ax.plot(range(size))
     book.figure(fig, "fig-9-line", f"A line of {size} points.")
     book.table(pd.DataFrame({"n": [size]}), "tab-9-size", "The size.")
+    book.verdict("fig-1-1", claim="a claim", paper="1", ours=str(size), verdict="reproduced")
     print(size * 2)
     ```
 
@@ -154,7 +159,7 @@ TINY_CHAPTER = textwrap.dedent(
     :format: myst
     ```
 
-    See {numref}`fig-9-line` and {numref}`tab-9-size`.
+    See {numref}`fig-9-line` and {numref}`tab-9-size` ({cite}`vogt2023`).
     '''
 )
 
@@ -167,7 +172,7 @@ def tiny_book(tmp_path):
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/09_tiny\n")
     for name in ("_config.yml", "references.bib"):
         shutil.copy2(ROOT / name, tmp_path / name)
-    (tmp_path / "intro.md").write_text("# Tiny book\n")
+    (tmp_path / "intro.md").write_text("# Tiny book\n\n```{bibliography}\n```\n")
     return tmp_path
 
 
@@ -175,7 +180,10 @@ def test_runner_executes_and_writes_the_manifest(tiny_book):
     assert book_root(tiny_book) == tiny_book
     manifest = run_chapters(tiny_book, "ci", select_chapters(tiny_book, ["09"]))
     out = tiny_book / "_build" / "ci"
-    assert set(manifest["items"]) == {"fig-9-line", "tab-9-size"}
+    assert set(manifest["items"]) == {"fig-9-line", "tab-9-size", "fig-1-1"}
+    judged = manifest["items"]["fig-1-1"]
+    assert judged["kind"] == "check" and judged["chapter"] == "09_tiny" and judged["profile"] == "ci"
+    assert judged["verdicts"] == [{"claim": "a claim", "paper": "1", "ours": "5", "verdict": "reproduced", "interval": None}]
     item = manifest["items"]["fig-9-line"]
     for field in ("chapter", "files", "profile", "parameters", "seed", "runtime_s", "git_commit", "packages", "device"):
         assert field in item
@@ -213,3 +221,11 @@ def test_rendered_html_numbers_and_labels_each_item(tiny_book):
     assert "A line of 5 points." in page
     assert 'href="#fig-9-line"' in page and 'href="#tab-9-size"' in page
     assert "How this page was made" in page
+    # The page's download is a notebook with its results, its prose in plain Jupyter Markdown.
+    reader = json.loads((index.parent / "_sources" / "chapters" / "09_tiny.ipynb").read_text())
+    outputs = [o for cell in reader["cells"] for o in cell.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert any("".join(o.get("data", {}).get("text/markdown", "")).startswith("|   n |") for o in outputs)
+    prose = "\n".join("".join(cell["source"]) for cell in reader["cells"] if cell["cell_type"] == "markdown")
+    assert "See Fig. 1 and Table 1 ([Vogt, 2023])." in prose and "**Fig. 1.** A line of 5 points." in prose
+    assert "{glue" not in prose and "{numref}" not in prose

@@ -2,6 +2,7 @@
 
 import hashlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,9 +82,47 @@ def test_download_verifies_the_checksum_and_keeps_nothing_on_mismatch(tmp_path):
 
 
 def test_download_failure_says_what_to_do(tmp_path):
-    with pytest.raises(DownloadError, match="place it at .*data.txt, or use the dataset's embedded default"):
+    with pytest.raises(DownloadError, match="data.txt is not in the cache and could not download .*place it at .*data.txt"):
         fetch((tmp_path / "missing.txt").as_uri(), "data.txt", "0" * 64, folder=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_offline_a_missing_file_is_refused_at_once_naming_it(tmp_path, monkeypatch):
+    from lyapbook.tasks import fetch_recorded
+
+    source = tmp_path / "served.txt"
+    source.write_text("text")  # reachable, but offline means: do not try
+    monkeypatch.setenv("LYAPBOOK_OFFLINE", "1")
+    with pytest.raises(DownloadError, match="data.txt is not in the cache and LYAPBOOK_OFFLINE is set.*place it at"):
+        fetch(source.as_uri(), "data.txt", "0" * 64, folder=tmp_path / "cache")
+    with pytest.raises(DownloadError, match="book.txt is not in the cache and LYAPBOOK_OFFLINE is set"):
+        fetch_recorded(source.as_uri(), "book.txt", folder=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_papers_four_sine_target():
+    from lyapbook.tasks import four_sine_paper
+
+    t, f, info = four_sine_paper(3, points=2400)
+    assert all(1 <= a <= 10 for a in info["amplitudes"]) and all(1 <= w <= 5 for w in info["frequencies"])
+    # One period is 1200 points (the fundamental pi/60 rad per unit time at dt = 0.1) and spans [-1, 1] exactly.
+    assert torch.allclose(f[:1200], f[1200:], atol=1e-9)
+    assert f[:1200].max().item() == pytest.approx(1.0) and f[:1200].min().item() == pytest.approx(-1.0)
+    A, F = np.array(info["amplitudes"]), np.array(info["frequencies"])
+    raw = (np.sin(np.pi * F[:, None] * t.numpy()[None] / 60) / A[:, None]).sum(0)
+    assert np.allclose(np.corrcoef(raw, f.numpy())[0, 1], 1.0)  # an affine image of the formula
+
+
+def test_stream_pieces_cut_the_concatenated_sequences():
+    from lyapbook.tasks.data import stream_pieces
+
+    x = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)  # 10 steps of 3 features
+    pieces = stream_pieces(x, 3, 3, seed=0)
+    stream = x.reshape(-1, 3)
+    start = int((stream == pieces[0, 0]).all(1).nonzero()[0])
+    assert pieces.shape == (3, 3, 3) and torch.equal(pieces.reshape(-1, 3), torch.roll(stream, -start, 0)[:9])
+    with pytest.raises(ValueError, match="exceed the 10 steps"):
+        stream_pieces(x, 4, 3, seed=0)
 
 
 def write_idx(path, array):

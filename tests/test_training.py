@@ -100,3 +100,35 @@ def test_checkpoints_and_fractions_of_training(tmp_path):
     first, last = torch.load(tmp_path / "e0.pt"), torch.load(tmp_path / "e2.pt")
     assert torch.equal(last["readout.weight"], model.state_dict()["readout.weight"])
     assert not torch.equal(first["readout.weight"], last["readout.weight"])
+
+
+def test_early_stopping_ends_training_after_patience_epochs_without_improvement():
+    from lyapbook.tasks.training import EarlyStopping
+
+    train_split, val_split, _ = digits_data("rows")
+    # lr 0.5 overshoots on 48 images: the validation loss stops improving within a few epochs.
+    history = train(build_model("gru", 8, 6, 10, seed=0), subset(train_split, 48), subset(val_split, 48), epochs=30,
+                    lr=0.5, batch_size=16, patience=2)
+    losses = [r.val_loss for r in history]
+    best = int(np.argmin(losses))
+    assert len(history) - 1 < 30 and len(history) - 1 == best + 2
+    assert all(loss >= losses[best] for loss in losses[best + 1 :])
+    stopping = EarlyStopping(2, patience=1, min_delta=0.1)
+    assert stopping.update(0, torch.tensor([1.0, 1.0])).tolist() == [False, False]
+    assert stopping.update(1, torch.tensor([0.95, 0.5])).tolist() == [True, False]  # 0.05 is no improvement by 0.1
+    assert stopping.best_epoch.tolist() == [0, 1]
+    assert stopping.update(2, torch.tensor([float("nan"), 0.45])).tolist() == [True, True]
+    with pytest.raises(ValueError, match="patience must be a positive int"):
+        EarlyStopping(1, patience=0)
+
+
+def test_adagrad_is_offered_and_float64_models_take_float32_data():
+    train_split = subset(digits_data("rows")[0], 64)
+    model = build_model("asrnn", 8, 8, 10, init="asrnn_normal", init_p=4.0, seed=0, cell={"eps": 1.0, "gamma": 0.1}).double()
+    assert model.core.eps == 1.0 and model.core.gamma == 0.1 and not model.core.V.bias.any()
+    # The ASRNN grid's normal initialisation: recurrent std sigma / n, input std 1 / input size.
+    assert abs(model.core.W.std().item() - 4.0 / 8) < 0.2 and abs(model.core.V.weight.std().item() - 1.0 / 8) < 0.05
+    history = train(model, train_split, train_split, epochs=3, lr=0.1, optimizer="adagrad", batch_size=16)
+    assert history[-1].val_loss < history[0].val_loss
+    with pytest.raises(ValueError, match="cell options \\['tau'\\] do not exist for 'gru'"):
+        build_model("gru", 8, 8, 10, cell={"tau": 1.0})

@@ -1,77 +1,186 @@
-"""Zoos: sampled as in the dissertation, cached, resumable, parallel."""
+"""Zoos: sampled as in the dissertation with sizes from the caller, trained as ensembles, cached per
+network (with weights), resumable, and holding what chapters 2 and 3 read from them."""
 
-import joblib
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 import lyapbook.tasks.zoo as zoo_module
 from lyapbook.tasks import DownloadError
-from lyapbook.tasks.zoo import SMNIST_INIT, NetworkSpec, run_zoo, sample_specs, train_network
+from lyapbook.tasks.training import evaluate
+from lyapbook.tasks.zoo import (SMNIST_INIT, NetworkSpec, ZooCache, load_network, network_key, plan_groups, run_zoo,
+                                sample_specs, zoo_sizes)
+
+# ci sizes of the chapter-3 zoos (a chapter keeps its own in chapters/profiles.yml).
+CI = {
+    "smnist": dict(per_arch=1, archs=("gru", "lem", "asrnn"), hidden=6, epochs=2, train_size=96, val_size=64, le_sequences=4),
+    "charrnn": dict(per_size=2, sizes=(6,), epochs=2, train_size=60, val_size=40, le_sequences=2),
+    "target_paper": dict(per_g=1, gains=(1.3, 1.8), hidden=30, epochs=2, test_epochs=1, le_sequences=3, le_steps=40, le_warmup=20),
+    "asrnn_grid": dict(hidden=6, epochs=2, eps=(0.01, 1.0), gammas=(0.1,), sigmas=(1.0,), lrs=(0.1,), le_warmup=16,
+                       le_steps=32, train_size=96, val_size=64, le_sequences=3),
+}
 
 
-def test_paper_profiles_have_the_dissertations_sizes_and_ranges():
-    smnist = sample_specs("smnist", "paper")
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def zoos(tmp_path_factory):
+    """Each ci zoo trained once into one cache: {zoo: (specs, frame, cache folder)}."""
+    cache = tmp_path_factory.mktemp("zoo")
+    found = {}
+    for zoo, sizes in CI.items():
+        specs = sample_specs(zoo, seed=1, **sizes)
+        found[zoo] = (specs, run_zoo(specs, cache=cache, progress=False), cache)
+    return found
+
+
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame.epoch == frame.stopped_epoch]
+
+
+def test_paper_sizes_give_the_dissertations_zoos():
+    smnist = sample_specs("smnist", per_arch=200, hidden=64, epochs=10)
     assert len(smnist) == 1600 and {s.hidden for s in smnist} == {64}
-    for spec in smnist:
-        low, high = SMNIST_INIT[spec.arch]
-        assert low <= spec.init_p <= high
-    charrnn = sample_specs("charrnn", "paper")
-    assert len(charrnn) == 1200 and sorted({s.hidden for s in charrnn}) == [64, 128, 256, 512]
-    assert all(0.04 <= s.init_p <= 0.40 for s in charrnn)
-    target = sample_specs("target", "paper")
-    assert len(target) == 1200 and sorted({s.init_p for s in target}) == list(np.round(np.arange(1.1, 2.01, 0.1), 1))
-    assert sample_specs("smnist", "paper", seed=3) == sample_specs("smnist", "paper", seed=3)
-    ch2_chars = sample_specs("ch2_charrnn", "paper")
-    assert len(ch2_chars) == 60 and {(s.hidden, s.init_p, s.bias) for s in ch2_chars} == {(512, 0.08, False)}
-    assert all(5e-4 <= s.lr <= 6e-3 and 1e-3 <= s.dropout <= 10**-0.9 for s in ch2_chars)
-    ch2_signal = sample_specs("ch2_signal", "paper")
-    assert len(ch2_signal) == 30 and all(0.05 <= s.init_p <= 0.5 and s.lr == 0.05 for s in ch2_signal)
-    evolution = sample_specs("ch2_evolution", "paper")
-    assert [s.init_p for s in evolution] == [0.04, 0.08, 0.12, 0.16, 0.2, 0.5]
-    assert all(s.hidden == 512 and s.spectrum_epochs == tuple(range(16)) for s in evolution)
-    assert {s.dataset for s in ch2_chars + evolution} == {"war_and_peace"}
+    assert all(SMNIST_INIT[s.arch][0] <= s.init_p <= SMNIST_INIT[s.arch][1] for s in smnist)
+    assert {(s.lr, s.batch_size, s.le_sequences, s.le_protocol) for s in smnist} == {(1e-2, 128, 128, "repeat")}
+    assert smnist[0].spectrum_epochs == (0, 1, 2, 3, 4, 5, 10)
+    charrnn = sample_specs("charrnn", per_size=300, sizes=(64, 128, 256, 512), epochs=15, dataset="war_and_peace")
+    assert len(charrnn) == 1200 and all(0.04 <= s.init_p <= 0.40 and s.subsample == 0.3 and not s.bias for s in charrnn)
+    assert {(s.lr, s.dropout) for s in charrnn} == {(2e-3, 0.1)} and charrnn[0].spectrum_epochs == tuple(range(16))
+    target = sample_specs("target_paper", per_g=120, hidden=512, epochs=15)
+    assert len(target) == 1200 and sorted({s.init_p for s in target}) == pytest.approx(np.arange(1.1, 2.01, 0.1))
+    assert {(s.test_epochs, s.cell, s.le_sequences, s.le_steps) for s in target} == {(15, (("tau", 1.0),), 10, 200)}
+    grid = sample_specs("asrnn_grid", hidden=128, epochs=142, eps=(0.01, 0.1, 1.0), gammas=(0.001, 0.01, 0.1),
+                        sigmas=(1, 2, 4, 8, 16), lrs=(0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0), le_warmup=500, le_steps=500,
+                        dataset="mnist")
+    assert len(grid) == 315 and {(s.optimizer, s.init, s.task) for s in grid} == {("adagrad", "asrnn_normal", "digits_pixels")}
+    assert sample_specs("smnist", seed=3, **CI["smnist"]) == sample_specs("smnist", seed=3, **CI["smnist"])
 
 
-@pytest.mark.parametrize("zoo", ["smnist", "charrnn", "target", "ch2_evolution", "ch2_charrnn", "ch2_signal"])
-def test_ci_zoo_runs_and_records_spectra(zoo, tmp_path):
-    specs = sample_specs(zoo, "ci")
-    frame = run_zoo(specs, cache=tmp_path, progress=False)
-    final = frame[frame.epoch == frame.epoch.max()]
-    assert len(final) == len(specs)
-    assert all(np.isfinite(s).all() for s in final.spectrum)
-    assert {"arch", "hidden", "init_p", "seed", "val_loss", "val_accuracy", "train_loss"} <= set(frame.columns)
-    if zoo != "target":  # FORCE has no epochs of backpropagation to time
-        assert (final.epoch_seconds > 0).all() and (final.spectrum_seconds > 0).all()
+def test_sizes_come_from_the_caller_and_missing_ones_are_named():
+    with pytest.raises(ValueError, match=r"sample_specs\('smnist'\): missing size\(s\) per_arch, epochs"):
+        sample_specs("smnist", hidden=16)
+    with pytest.raises(ValueError, match="unknown size\\(s\\) depth; it takes per_arch, hidden, epochs"):
+        sample_specs("smnist", per_arch=1, hidden=4, epochs=1, depth=2)
+    with pytest.raises(ValueError, match="zoo 'charrnn' takes its sizes as keywords"):
+        sample_specs("charrnn", "teaching")
+    with pytest.raises(ValueError, match="zoo: unknown 'speech'"):
+        sample_specs("speech")
+    assert zoo_sizes("target_paper")[0] == ("per_g", "hidden", "epochs")
+    # Chapter 2 still names a profile (its sizes live in zoo.PROFILES until it passes them itself).
+    legacy = sample_specs("ch2_charrnn", "ci", seed=0)
+    assert legacy == sample_specs("ch2_charrnn", seed=0, count=4, hidden=8, epochs=1, train_size=64, dataset=None, batch_size=100)
+    with pytest.raises(ValueError, match="profile: unknown 'huge'"):
+        sample_specs("ch2_signal", "huge")
 
 
-def test_second_run_is_a_cache_hit_and_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
-    specs = sample_specs("smnist", "ci") + sample_specs("smnist", "ci", seed=1)
-    cached = joblib.Memory(tmp_path, verbose=0).cache(train_network, ignore=["device"])
-    run_zoo(specs[:2], cache=tmp_path, progress=False)  # the part that finished before an interruption
-    assert [cached.check_call_in_cache(s) for s in specs] == [True, True, False, False]
-    run_zoo(specs, cache=tmp_path, progress=False)
-    assert all(cached.check_call_in_cache(s) for s in specs)
+def test_sequential_digits_zoo_holds_what_chapter_3_needs(zoos):
+    specs, frame, cache = zoos["smnist"]
+    assert frame.seed.nunique() == len(specs) == 3 and (frame.group_size == 1).all()
+    final = final_rows(frame)
+    with_spectra = frame.dropna(subset=["spectrum_seconds"])
+    assert sorted(with_spectra.epoch.unique()) == [0, 1, 2]  # epochs 0-5 and the final one, capped at 2 here
+    assert all(np.isfinite(s).all() and s.shape == (6,) for s in with_spectra.spectrum)
+    assert np.isfinite(final.test_loss).all() and final.test_accuracy.between(0, 1).all()
+    # Plain mean cross-entropy: an untrained 10-class network sits near log 10 (bounds: init scales up to 50 saturate).
+    assert frame[frame.epoch == 0].val_loss.between(1.0, 60.0).all()
+    # Trained weights come back as a module whose validation loss is the recorded one (the one shared split).
+    spec = specs[0]
+    model = load_network(spec, cache)
+    (_, validation, _), _ = zoo_module._task_data(spec)
+    recorded = final[final.seed == spec.seed].val_loss.item()
+    assert evaluate(model, zoo_module._limit(validation, spec.val_size))[0] == pytest.approx(recorded, rel=1e-5)
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("a cached network was trained again")
 
-    monkeypatch.setattr(zoo_module, "train", refuse)
-    again = run_zoo(specs, cache=tmp_path, progress=False)
-    assert len(again) == 2 * len(specs)
+def test_character_zoo_records_spectra_every_epoch_on_per_network_subsamples(zoos):
+    specs, frame, _ = zoos["charrnn"]
+    assert sorted(frame.dropna(subset=["spectrum_seconds"]).epoch.unique()) == [0, 1, 2]
+    a, b = specs
+    rows_a, rows_b = (zoo_module._subsample(s, 60, 1) for s in (a, b))
+    assert len(rows_a) == len(rows_b) == 18 and not torch.equal(rows_a, rows_b)  # 30 % of 60, each its own
 
 
-def test_parallel_jobs_give_the_same_rows(tmp_path):
-    specs = sample_specs("target", "ci")
-    serial = run_zoo(specs, cache=tmp_path / "a", progress=False)
-    parallel = run_zoo(specs, cache=tmp_path / "b", n_jobs=2, progress=False)
-    assert np.allclose(serial.val_loss, parallel.val_loss)
+def test_target_learning_zoo_on_the_paper_target(zoos):
+    specs, frame, cache = zoos["target_paper"]
+    assert len(frame) == 2 and (frame.epoch == 2).all()
+    assert all(s.shape == (30,) and np.isfinite(s).all() for s in frame.spectrum)
+    assert (frame.val_loss > 0).all() and frame.val_accuracy.notna().all()
+    reservoir = load_network(specs[0], cache)
+    assert reservoir.tau == 1.0 and reservoir.w_out.abs().sum() > 0
+
+
+def test_asrnn_grid_records_jacobian_eigenvalues_and_spectra(zoos):
+    specs, frame, _ = zoos["asrnn_grid"]
+    final = final_rows(frame)
+    assert len(final) == 2 and all(np.iscomplexobj(e) and e.shape == (6,) for e in final.eigenvalues)
+    # eps = 0.01: J = I + eps diag(tanh') (W - W^T - gamma I) keeps every eigenvalue within eps (1 + |W|) of 1.
+    small = final[final.cell.map(dict).map(lambda c: c["eps"]) == 0.01].eigenvalues.item()
+    assert np.abs(small - 1).max() < 0.1
+    assert all(s.shape == (6,) for s in final.spectrum)
+
+
+def test_resumed_sweeps_retrain_nothing_and_zoos_share_networks(zoos, monkeypatch):
+    specs, frame, cache = zoos["smnist"]
+    more = sample_specs("smnist", seed=2, **CI["smnist"])
+    trained = []
+    original = zoo_module.train_group
+
+    def recording(group, device="cpu"):
+        trained.extend(group)
+        return original(group, device)
+
+    monkeypatch.setattr(zoo_module, "train_group", recording)
+    again = run_zoo(specs + more, cache=cache, progress=False)
+    assert trained == more  # only the new networks, grouped by architecture
+    pd.testing.assert_frame_equal(again[again.seed.isin([s.seed for s in specs])].reset_index(drop=True),
+                                  frame.reset_index(drop=True))
+    renamed = [dataclasses.replace(spec, zoo="another_chapter") for spec in specs]
+    trained.clear()
+    shared = run_zoo(renamed, cache=cache, progress=False)
+    assert trained == [] and set(shared.zoo) == {"another_chapter"}
+
+
+def test_ensembles_group_what_they_can_and_match_networks_trained_alone(tmp_path):
+    sizes = dict(CI["smnist"], archs=("gru",), per_arch=3, epochs=1)
+    specs = sample_specs("smnist", seed=4, **sizes)
+    mixed = specs + [dataclasses.replace(specs[0], hidden=5), dataclasses.replace(specs[0], arch="lstm")]
+    assert [len(g) for g in plan_groups(mixed)] == [3, 1, 1]
+    assert [len(g) for g in plan_groups(specs, n_jobs=2)] == [2, 1]
+    together = run_zoo(specs, cache=tmp_path / "group", progress=False)
+    alone = pd.concat([run_zoo([s], cache=tmp_path / "alone", progress=False) for s in specs], ignore_index=True)
+    assert together.group_size.max() == 3 and (alone.group_size == 1).all()
+    assert np.allclose(together.val_loss, alone.val_loss, rtol=1e-4)  # float32 rounding of differently batched products
+    assert np.allclose(np.stack(together.dropna(subset=["spectrum_seconds"]).spectrum),
+                       np.stack(alone.dropna(subset=["spectrum_seconds"]).spectrum), atol=1e-4)
+
+
+def test_a_diverging_network_is_recorded_as_failed(tmp_path):
+    good = sample_specs("smnist", seed=5, **dict(CI["smnist"], archs=("rnn",), per_arch=2, epochs=2))
+    bad = dataclasses.replace(good[1], lr=1e38, optimizer="sgd", clip=None)  # one step takes float32 logits to inf
+    frame = run_zoo([good[0], bad], cache=tmp_path, progress=False)
+    failed = frame.groupby("seed").failed.first()
+    assert not failed[good[0].seed] and failed[bad.seed]
+    assert frame[frame.seed == bad.seed].epoch.max() == frame[frame.seed == bad.seed].failed_epoch.max() == 1
+    assert frame[frame.seed == good[0].seed].epoch.max() == 2
+    assert frame[frame.seed == good[0].seed].spectrum.map(lambda s: np.isfinite(s).all()).all()
+
+
+def test_one_validation_split_per_dataset():
+    specs = sample_specs("smnist", seed=0, **CI["smnist"])
+    validations = [zoo_module._task_data(s)[0][1] for s in specs]
+    assert all(torch.equal(v.x, validations[0].x) for v in validations)
 
 
 def test_bad_zoo_requests_are_refused_before_training():
-    with pytest.raises(ValueError, match="zoo: unknown 'speech'"):
-        sample_specs("speech")
-    with pytest.raises(ValueError, match="profile: unknown 'huge'"):
-        sample_specs("smnist", "huge")
     bad = NetworkSpec("smnist", "digits_rows", "gru", 0, 0.5, 1, 0)
     with pytest.raises(ValueError, match="impossible sizes"):
         run_zoo([bad], progress=False)
@@ -81,15 +190,47 @@ def test_bad_zoo_requests_are_refused_before_training():
         run_zoo([NetworkSpec("ch2_signal", "signal", "lstm", 8, 0.1, 1, 0, dataset="kinect")], progress=False)
     with pytest.raises(ValueError, match="trials: dataset 'cmu_mocap' needs the CMU trial ids"):
         run_zoo([NetworkSpec("ch2_signal", "signal", "lstm", 8, 0.1, 1, 0, dataset="cmu_mocap")], progress=False)
+    with pytest.raises(ValueError, match="optimizer: unknown 'lbfgs'"):
+        run_zoo([NetworkSpec("smnist", "digits_rows", "gru", 8, 0.5, 1, 0, optimizer="lbfgs")], progress=False)
+    too_long = sample_specs("asrnn_grid", seed=0, **dict(CI["asrnn_grid"], le_warmup=500, le_steps=500, le_sequences=5))
+    with pytest.raises(ValueError, match="5000 steps exceed the 4096 steps of the validation stream"):  # 64 images x 64 pixels
+        run_zoo(too_long, progress=False)
+    with pytest.raises(ValueError, match="cell: \\['tau'\\] are not options of 'gru'"):
+        run_zoo([NetworkSpec("smnist", "digits_rows", "gru", 8, 0.5, 1, 0, cell=(("tau", 1.0),))], progress=False)
 
 
-def test_a_download_the_zoo_needs_fails_before_any_training(tmp_path, monkeypatch):
+def test_a_dataset_missing_while_offline_fails_at_once_naming_the_file(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a network was trained before its data were available")
 
     monkeypatch.setenv("LYAPBOOK_CACHE", str(tmp_path / "empty"))
-    monkeypatch.setattr(zoo_module, "train", refuse)
-    monkeypatch.setattr("lyapbook.tasks.data.WAR_AND_PEACE_URL", (tmp_path / "missing.txt").as_uri())
-    specs = [NetworkSpec("ch2_charrnn", "characters", "lstm", 8, 0.08, 1, seed, dataset="war_and_peace") for seed in (1, 2)]
-    with pytest.raises(DownloadError, match="could not download .*missing.txt"):
+    monkeypatch.setenv("LYAPBOOK_OFFLINE", "1")
+    monkeypatch.setattr(zoo_module, "train_group", refuse)
+    specs = sample_specs("smnist", seed=0, **dict(CI["smnist"], dataset="mnist"))
+    with pytest.raises(DownloadError, match="train-images-idx3-ubyte.gz is not in the cache and LYAPBOOK_OFFLINE is set.*place it at"):
         run_zoo(specs, cache=tmp_path / "zoo", progress=False)
+    chars = sample_specs("ch2_charrnn", "ci", seed=0)
+    chars = [dataclasses.replace(s, dataset="war_and_peace") for s in chars]
+    with pytest.raises(DownloadError, match="war_and_peace_pg2600.txt is not in the cache"):
+        run_zoo(chars, cache=tmp_path / "zoo", progress=False)
+
+
+def test_cache_entries_are_keyed_without_the_zoo_name(tmp_path):
+    spec = sample_specs("target_paper", seed=0, **CI["target_paper"])[0]
+    assert network_key(spec) == network_key(dataclasses.replace(spec, zoo="elsewhere"))
+    assert network_key(spec) != network_key(dataclasses.replace(spec, seed=spec.seed + 1))
+    store = ZooCache(tmp_path)
+    store.store(spec, {"rows": [{"zoo": "x", "epoch": 1}], "state_dict": {}})
+    assert store.has(spec) and store.load(spec)["rows"] == [{"zoo": "target_paper", "epoch": 1}]
+    assert not list(tmp_path.rglob("*.part"))
+
+
+@pytest.mark.parametrize("zoo", ["ch2_evolution", "ch2_charrnn", "ch2_signal"])
+def test_chapter_2_zoos_keep_their_columns(zoo, tmp_path):
+    specs = sample_specs(zoo, "ci", seed=0)
+    frame = run_zoo(specs, n_jobs=1, progress=False, cache=tmp_path)
+    final = frame[frame.epoch == frame.epoch.max()]
+    assert len(final) == len(specs) and all(np.isfinite(s).all() for s in final.spectrum)
+    assert {"arch", "hidden", "init_p", "seed", "val_loss", "val_accuracy", "train_loss", "epoch_lr", "epochs", "dataset",
+            "task", "dropout", "lr", "best_epoch", "stopped_epoch"} <= set(frame.columns)
+    assert (final.epoch_seconds > 0).all() and (final.spectrum_seconds > 0).all()

@@ -6,12 +6,15 @@
     python -m lyapbook.book nbval-prepare          notebooks for `pytest --nbval-lax`
     python -m lyapbook.book golden                 re-record the checked outputs (ci profile)
     python -m lyapbook.book environment            rewrite environment.yml from requirements.lock
+    python -m lyapbook.book check-browser [--profile P] [--screenshots DIR]
+                                                   the built book in headless Chromium, offline
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -45,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--chapter", action="append")
     commands.add_parser("environment", help="rewrite environment.yml from requirements.lock")
+    check = commands.add_parser("check-browser", help="open the built book in headless Chromium, offline")
+    check.add_argument("--profile", default=DEFAULT_PROFILE)
+    check.add_argument("--screenshots", type=Path, help="write a full-page PNG of every page here")
     return parser
 
 
@@ -52,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         root = book_root()
-        if args.command in ("build", "run", "render"):
+        if args.command in ("build", "run", "render", "check-browser"):
             check_profile(args.profile)
+        if args.command == "check-browser":
+            return _check_browser(root, args.profile, args.screenshots)
         chapters = select_chapters(root, getattr(args, "chapter", None))
         if args.command in ("build", "run"):
             overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
@@ -73,3 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_browser(root: Path, profile: str, screenshots: Path | None) -> int:
+    from .browser import check_site, find_chromium
+    from .runner import build_dir
+
+    site = build_dir(root, profile) / "_build" / "html"
+    if not site.is_dir():
+        raise BookError(f"{site} is not built: run `python -m lyapbook.book build --profile {profile}` first")
+    if not find_chromium():
+        raise BookError("no Chromium found: install Debian's chromium (apt-get install chromium) or set LYAPBOOK_CHROMIUM")
+    problems = check_site(site, screenshots=screenshots)
+    for problem in problems:
+        print(problem)
+    pages = len({p.page for p in problems})
+    print(f"[lyapbook] browser check of {site}: {len(problems)} problem(s) on {pages} page(s)")
+    return 1 if problems else 0

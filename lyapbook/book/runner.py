@@ -98,18 +98,25 @@ def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: d
             "device": device,
         }
         manifest["items"] = {k: v for k, v in manifest["items"].items() if v["chapter"] != chapter.stem}
-        for record_file in sorted((out / "records" / chapter.stem).glob("*.json")):
+        provenance = {
+            "profile": profile,
+            "parameters": parameters,
+            "seed": parameters.get("seed"),
+            "runtime_s": round(runtime, 2),
+            "device": device,
+            "git_commit": environment["git_commit"],
+            "packages": environment["packages"],
+        }
+        records = out / "records" / chapter.stem
+        for record_file in sorted(records.glob("*.json")):
             record = json.loads(record_file.read_text())
-            manifest["items"][record["id"]] = {
-                **record,
-                "profile": profile,
-                "parameters": parameters,
-                "seed": parameters.get("seed"),
-                "runtime_s": round(runtime, 2),
-                "device": device,
-                "git_commit": environment["git_commit"],
-                "packages": environment["packages"],
-            }
+            manifest["items"][record["id"]] = {**record, **provenance}
+        for verdict_file in sorted(records.glob("verdicts/*.json")):
+            item_id = verdict_file.stem
+            entry = manifest["items"].setdefault(
+                item_id, {"id": item_id, "kind": "check", "chapter": chapter.stem, "files": [], "caption": "", **provenance}
+            )
+            entry["verdicts"] = json.loads(verdict_file.read_text())
         manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
     return manifest
 

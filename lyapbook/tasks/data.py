@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Split", "CharData", "char_data", "lorenz96_data", "digits_data", "four_sine", "DATASETS", "check_dataset"]
+__all__ = ["Split", "CharData", "char_data", "lorenz96_data", "digits_data", "four_sine", "four_sine_paper", "stream_pieces",
+           "DATASETS", "check_dataset"]
 
 DATASETS = {
     "characters": ("pydoc", "war_and_peace"),
@@ -237,3 +238,44 @@ def four_sine(seed: int, *, points: int = 1200, dt: float = 0.1) -> tuple[torch.
     f = (amplitudes[:, None] * np.sin(frequencies[:, None] * t[None, :])).sum(0)
     return (torch.tensor(t, dtype=torch.float64), torch.tensor(f, dtype=torch.float64),
             {"frequencies": frequencies.tolist(), "amplitudes": amplitudes.tolist()})
+
+
+def four_sine_paper(seed: int, *, points: int = 1200, dt: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The four-sine target of the dissertation's target-learning zoo as its authors' code draws it.
+
+    f(t) = sum_{i=1..4} (1 / A_i) sin(pi F_i t / 60) with integer A_i in {1, ..., 10} and
+    F_i in {1, ..., 5} drawn from ``seed`` (the dissertation's "[1, 11]" and "[1, 6]" are half-open
+    ranges, its amplitudes reciprocals), then shifted and scaled so that one period spans
+    [-1, 1] exactly. The fundamental period is 120 time units: 1200 points at dt = 0.1, one
+    training epoch. Sampled at t = 0, dt, ..., (points - 1) dt. Returns (t (points,), f (points,),
+    {"frequencies": F, "amplitudes": A}).
+    """
+    if points < 2 or dt <= 0:
+        raise ValueError(f"points must be >= 2 and dt > 0, got {points} and {dt}")
+    rng = np.random.default_rng(seed)
+    amplitudes = rng.integers(1, 11, size=4)
+    frequencies = rng.integers(1, 6, size=4)
+
+    def signal(t: np.ndarray) -> np.ndarray:
+        return (np.sin(np.pi * frequencies[:, None] * t[None, :] / 60.0) / amplitudes[:, None]).sum(0)
+
+    period = signal(np.arange(int(round(120.0 / dt))) * dt)  # min and max over one whole period
+    low, high = period.min(), period.max()
+    t = np.arange(points) * dt
+    f = (signal(t) - (high + low) / 2.0) / ((high - low) / 2.0)
+    return (torch.tensor(t, dtype=torch.float64), torch.tensor(f, dtype=torch.float64),
+            {"frequencies": frequencies.tolist(), "amplitudes": amplitudes.tolist()})
+
+
+def stream_pieces(x: torch.Tensor, count: int, length: int, seed: int) -> torch.Tensor:
+    """``count`` pieces of ``length`` steps cut from the sequences of ``x`` (N, T, features) laid end to end.
+
+    The stream is rolled by a seeded random offset first, so pieces start anywhere in a sequence
+    (the dissertation's code feeds spectra such pieces of the concatenated validation set; a
+    piece may span several sequences). Returns (count, length, features).
+    """
+    stream = x.reshape(-1, x.shape[-1])
+    if count * length > len(stream):
+        raise ValueError(f"count x length = {count * length} steps exceed the {len(stream)} steps of x; ask for fewer")
+    offset = int(np.random.default_rng(seed).integers(len(stream)))
+    return torch.roll(stream, -offset, dims=0)[: count * length].reshape(count, length, x.shape[-1])

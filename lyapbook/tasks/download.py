@@ -9,9 +9,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["DownloadError", "cache_dir", "fetch", "fetch_recorded", "sha256_of"]
+__all__ = ["DownloadError", "cache_dir", "fetch", "fetch_recorded", "is_offline", "sha256_of"]
 
 CACHE_ENV = "LYAPBOOK_CACHE"
+OFFLINE_ENV = "LYAPBOOK_OFFLINE"
 
 
 class DownloadError(RuntimeError):
@@ -22,6 +23,18 @@ def cache_dir() -> Path:
     """``$LYAPBOOK_CACHE`` if set, else ``data/cache`` at the repository root."""
     configured = os.environ.get(CACHE_ENV)
     return Path(configured) if configured else Path(__file__).resolve().parents[2] / "data" / "cache"
+
+
+def is_offline() -> bool:
+    """True when ``$LYAPBOOK_OFFLINE`` is set (to anything but "", "0"): downloads are refused at once."""
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
+def _missing(url: str, target: Path, reason: str) -> DownloadError:
+    return DownloadError(
+        f"{target.name} is not in the cache and {reason}. Download {url} on a machine that is online and "
+        f"place it at {target} (or set {CACHE_ENV} to a folder that holds it), or use the dataset's embedded default"
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -48,6 +61,8 @@ def fetch(url: str, filename: str, sha256: str, *, folder: Path | None = None, t
                 f"{target} has SHA-256 {found}, expected {sha256}: delete it and download again"
             )
         return target
+    if is_offline():
+        raise _missing(url, target, f"{OFFLINE_ENV} is set")
     folder.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
     try:
@@ -57,10 +72,7 @@ def fetch(url: str, filename: str, sha256: str, *, folder: Path | None = None, t
                     for block in iter(lambda: response.read(1 << 20), b""):
                         out.write(block)
             except (urllib.error.URLError, OSError) as error:
-                raise DownloadError(
-                    f"could not download {url} ({error}). If this machine is offline, fetch the file "
-                    f"elsewhere and place it at {target}, or use the dataset's embedded default"
-                ) from None
+                raise _missing(url, target, f"could not download {url} ({error})") from None
         found = sha256_of(Path(partial))
         if found != sha256:
             raise DownloadError(f"{url} gave SHA-256 {found}, expected {sha256}; nothing was kept")
@@ -83,6 +95,8 @@ def fetch_recorded(url: str, filename: str, *, folder: Path | None = None, timeo
         return fetch(url, filename, record.read_text().strip(), folder=folder, timeout=timeout)
     if target.exists():
         raise DownloadError(f"{target} exists without its checksum record {record.name}: delete it and download again")
+    if is_offline():
+        raise _missing(url, target, f"{OFFLINE_ENV} is set")
     folder.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=folder)
     os.close(handle)
@@ -90,9 +104,7 @@ def fetch_recorded(url: str, filename: str, *, folder: Path | None = None, timeo
         try:
             urllib.request.urlretrieve(url, partial)
         except (urllib.error.URLError, OSError) as error:
-            raise DownloadError(
-                f"could not download {url} ({error}). If this machine is offline, use the dataset's embedded default"
-            ) from None
+            raise _missing(url, target, f"could not download {url} ({error})") from None
         record.write_text(sha256_of(Path(partial)) + "\n")
         os.replace(partial, target)
     finally:

@@ -14,7 +14,11 @@ from ..rnn import Rank1Reservoir
 from .data import Split
 from .models import SequenceModel
 
-__all__ = ["EpochRecord", "epochs_at_fractions", "evaluate", "train", "spectrum_callback", "force_train"]
+__all__ = ["OPTIMIZERS", "EarlyStopping", "EpochRecord", "epochs_at_fractions", "evaluate", "train", "spectrum_callback",
+           "force_train", "force_train_ensemble", "make_optimizer", "train_step"]
+
+# What ``train`` and the ensemble trainer offer; each with PyTorch's default hyperparameters.
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad")
 
 
 @dataclass
@@ -28,6 +32,40 @@ class EpochRecord:
     lr: float | None = None  # learning rate used during this epoch
     extras: dict = field(default_factory=dict)
     seconds: float | None = None  # wall time of this epoch's training steps (validation and callbacks excluded)
+
+
+class EarlyStopping:
+    """Patience on the validation loss, for one network or a vector of networks.
+
+    After each epoch's validation, :meth:`update` compares each network's loss with its best so
+    far (epoch 0, before training, counts): an improvement by more than ``min_delta`` makes it the
+    new best; ``patience`` epochs in a row without one stop the network. Non-finite losses never
+    improve. ``patience=None`` never stops (the epoch cap alone ends training).
+    """
+
+    def __init__(self, networks: int, patience: int | None | torch.Tensor, min_delta: float = 0.0):
+        if isinstance(patience, torch.Tensor):
+            self.patience = patience.to(torch.float64)
+        else:
+            if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+                raise ValueError(f"patience must be a positive int (epochs without improvement) or None, got {patience!r}")
+            self.patience = torch.full((networks,), float("inf") if patience is None else float(patience), dtype=torch.float64)
+        if min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {min_delta}")
+        self.min_delta = float(min_delta)
+        self.best = torch.full((networks,), float("inf"), dtype=torch.float64)
+        self.best_epoch = torch.zeros(networks, dtype=torch.int64)
+        self.waited = torch.zeros(networks, dtype=torch.int64)
+
+    def update(self, epoch: int, val_loss: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Record ``val_loss`` (networks,) of the ``active`` networks; return the mask of those that stop now."""
+        val_loss = torch.as_tensor(val_loss, dtype=torch.float64).reshape(-1)
+        active = torch.ones_like(val_loss, dtype=torch.bool) if active is None else active.cpu()
+        better = active & torch.isfinite(val_loss) & (val_loss < self.best - self.min_delta)
+        self.best = torch.where(better, val_loss, self.best)
+        self.best_epoch = torch.where(better, torch.full_like(self.best_epoch, epoch), self.best_epoch)
+        self.waited = torch.where(better, torch.zeros_like(self.waited), self.waited + active.long())
+        return active & (self.waited >= self.patience)
 
 
 def _loss_fn(model: SequenceModel) -> Callable:
@@ -51,9 +89,10 @@ def evaluate(model: SequenceModel, split: Split, batch_size: int = 256) -> tuple
     was_training = model.training
     model.eval()
     loss_fn, total, correct, count = _loss_fn(model), 0.0, 0, 0
-    device = next(model.parameters()).device
+    like = next(model.parameters())
     for start in range(0, len(split), batch_size):
-        x, y = split.x[start : start + batch_size].to(device), split.y[start : start + batch_size].to(device)
+        x = _as_model_dtype(split.x[start : start + batch_size], like).to(like.device)
+        y = _as_model_dtype(split.y[start : start + batch_size], like).to(like.device)
         out = model(x)
         total += loss_fn(out, y, reduction="sum").item()
         if model.loss == "cross_entropy":
@@ -70,13 +109,40 @@ def epochs_at_fractions(epochs: int, fractions: tuple[float, ...]) -> tuple[int,
     return tuple(sorted({int(round(f * epochs)) for f in fractions}))
 
 
+def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+    """One of :data:`OPTIMIZERS` with PyTorch's defaults and learning rate ``lr``."""
+    optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+    if name not in optimizers:
+        raise ValueError(f"optimizer: unknown {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return optimizers[name](parameters, lr=lr)
+
+
+def train_step(model: SequenceModel, opt: torch.optim.Optimizer, loss_fn: Callable, x: torch.Tensor, y: torch.Tensor,
+               clip: float | None) -> float:
+    """One optimiser step on the batch (x, y) with gradient-norm clipping; returns the batch's mean loss."""
+    opt.zero_grad()
+    loss = loss_fn(model(x), y)
+    loss.backward()
+    if clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return loss.item()
+
+
+def _as_model_dtype(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Float inputs in the model's precision (token ids stay integers)."""
+    return x.to(like.dtype) if x.is_floating_point() else x
+
+
 def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs: int, lr: float = 1e-3,
           batch_size: int = 64, optimizer: str = "adam", lr_decay: float = 1.0, decay_after: int = 0,
-          clip: float | None = 5.0, seed: int = 0,
+          clip: float | None = 5.0, seed: int = 0, patience: int | None = None, min_delta: float = 0.0,
           callbacks: dict[int, Callable[[SequenceModel, int], dict]] | None = None,
           checkpoints: dict[int, str] | None = None) -> list[EpochRecord]:
     """Backpropagation through time over whole sequences; returns one record per epoch (0 = untrained).
 
+    ``epochs`` is the cap; with ``patience`` (see :class:`EarlyStopping`) training ends earlier,
+    after ``patience`` epochs without a lower validation loss, and the history ends there.
     ``callbacks`` maps an epoch number to a function (model, epoch) -> dict, run after that
     epoch's validation (e.g. :func:`spectrum_callback`); its dict goes into ``EpochRecord.extras``.
     ``lr_decay`` multiplies the learning rate after every epoch past ``decay_after``.
@@ -84,22 +150,21 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
     """
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise ValueError(f"need epochs >= 0, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
-    optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
-    if optimizer not in optimizers:
-        raise ValueError(f"optimizer: unknown {optimizer!r}; choose one of {', '.join(optimizers)}")
-    opt = optimizers[optimizer](model.parameters(), lr=lr)
+    stopping = EarlyStopping(1, patience, min_delta)
+    opt = make_optimizer(optimizer, model.parameters(), lr)
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay)
     loss_fn, callbacks, checkpoints = _loss_fn(model), callbacks or {}, checkpoints or {}
-    device = next(model.parameters()).device
+    like = next(model.parameters())
     generator = torch.Generator().manual_seed(seed)
     history = []
 
-    def record(epoch: int, train_loss: float | None, lr_used: float | None, seconds: float | None = None) -> None:
+    def record(epoch: int, train_loss: float | None, lr_used: float | None, seconds: float | None = None) -> bool:
         val_loss, val_accuracy = evaluate(model, val_split)
         extras = callbacks[epoch](model, epoch) if epoch in callbacks else {}
         if epoch in checkpoints:
             torch.save(model.state_dict(), checkpoints[epoch])
         history.append(EpochRecord(epoch, train_loss, val_loss, val_accuracy, lr_used, extras, seconds))
+        return bool(stopping.update(epoch, torch.tensor([val_loss]))[0])
 
     record(0, None, None)
     for epoch in range(1, epochs + 1):
@@ -109,17 +174,14 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
         total, count = 0.0, 0
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            x, y = train_split.x[index].to(device), train_split.y[index].to(device)
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            if clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            total, count = total + loss.item() * len(index), count + len(index)
+            x = _as_model_dtype(train_split.x[index], like).to(like.device)
+            y = _as_model_dtype(train_split.y[index], like).to(like.device)
+            loss = train_step(model, opt, loss_fn, x, y, clip)
+            total, count = total + loss * len(index), count + len(index)
         if epoch > decay_after:
             schedule.step()
-        record(epoch, total / count, lr_used, time.perf_counter() - started)
+        if record(epoch, total / count, lr_used, time.perf_counter() - started):
+            break
     return history
 
 
@@ -150,43 +212,102 @@ def spectrum_callback(sequences: torch.Tensor, *, warmup: int = 0, k: int | None
 
 @torch.no_grad()
 def force_train(reservoir: Rank1Reservoir, target: torch.Tensor, *, val_points: int, alpha: float = 1.0,
-                update_every: int = 2) -> dict[str, float | torch.Tensor]:
+                update_every: int = 2, state0: torch.Tensor | None = None) -> dict[str, float | torch.Tensor]:
     """FORCE learning (recursive least squares on the fed-back readout, Sussillo and Abbott 2009).
 
     The autonomous reservoir runs along ``target`` (points,), a continuous signal: during the
     first ``len(target) - val_points`` steps ``w_out`` is updated every ``update_every`` steps
     so that z = w_out . tanh(x) follows it; over the last ``val_points`` it runs freely with
-    ``w_out`` fixed. Returns the free run's mean absolute error ("val_mae"), its output, and the
-    mean absolute error over the last ``val_points`` training steps ("train_mae").
+    ``w_out`` fixed. ``state0`` (hidden,) is the initial currents (default: the reservoir's
+    ``initial_state``). Returns the free run's mean absolute error ("val_mae"), its output, and
+    the mean absolute error over the last ``val_points`` training steps ("train_mae").
+    One network of :func:`force_train_ensemble`.
     """
-    if reservoir.input_size:
-        raise ValueError("reservoir: FORCE here drives an autonomous reservoir (input_size=0)")
-    if target.ndim != 1 or not 0 < val_points < len(target):
-        raise ValueError(f"target must be 1-D and longer than val_points > 0; got {tuple(target.shape)} and {val_points}")
-    dtype = reservoir.w_out.dtype
-    target = target.to(dtype)
-    train_target, val_target = target[:-val_points], target[-val_points:]
-    state = reservoir.initial_state(1, target)[0]
-    precision = torch.eye(reservoir.hidden_size, dtype=dtype) / alpha
-    reservoir.w_out.zero_()
-    errors = []
-    for step, value in enumerate(train_target, start=1):
-        state = reservoir.cell_step(state.unsqueeze(0), None)[0]
+    if target.ndim != 1:
+        raise ValueError(f"target must be 1-D (points,), got shape {tuple(target.shape)}")
+    result = force_train_ensemble([reservoir], target.unsqueeze(0), val_points=val_points, alpha=alpha,
+                                  update_every=update_every, states0=None if state0 is None else state0.unsqueeze(0))
+    return {"val_mae": float(result["val_mae"][0]), "output": result["output"][0], "train_mae": float(result["train_mae"][0])}
+
+
+@torch.no_grad()
+def force_train_ensemble(reservoirs: list[Rank1Reservoir], targets: torch.Tensor, *, val_points: int, alpha: float = 1.0,
+                         update_every: int = 2, states0: torch.Tensor | None = None,
+                         keep_states: int = 0) -> dict[str, torch.Tensor]:
+    """FORCE learning of E reservoirs of one size at once (batched matrix products over networks).
+
+    Each reservoir runs x <- x + (dt/tau)(-x + g J r + w_f z), r = tanh(x), z = w_out . r, along its
+    own target (row of ``targets`` (E, points)); RLS updates of its own ``w_out`` and precision
+    matrix P (E, n, n), P_0 = I / alpha, every ``update_every`` steps of the first
+    ``points - val_points``; then a free run of ``val_points`` steps. Gains, time constants and
+    targets may differ between networks; the trained ``w_out`` is written back into each module.
+
+    Returns (E,) "val_mae" (free run), "train_mae" (last ``val_points`` training steps), "output"
+    (E, val_points), and with ``keep_states`` > 0 "states" (E, keep_states, n): the currents at
+    ``keep_states`` evenly spaced steps of the free run (starting points for spectra).
+    """
+    if not reservoirs:
+        raise ValueError("reservoirs: give at least one")
+    first = reservoirs[0]
+    for k, reservoir in enumerate(reservoirs):
+        if not isinstance(reservoir, Rank1Reservoir):
+            raise TypeError(f"reservoirs[{k}] must be a Rank1Reservoir, got {type(reservoir).__name__}")
+        if reservoir.input_size:
+            raise ValueError(f"reservoirs[{k}]: FORCE here drives an autonomous reservoir (input_size=0)")
+        if reservoir.hidden_size != first.hidden_size or reservoir.w_out.dtype != first.w_out.dtype:
+            raise ValueError(f"reservoirs[{k}] has hidden size {reservoir.hidden_size} ({reservoir.w_out.dtype}); "
+                             f"reservoirs[0] has {first.hidden_size} ({first.w_out.dtype}): train groups of one size and dtype")
+    count, n, dtype, device = len(reservoirs), first.hidden_size, first.w_out.dtype, first.w_out.device
+    if targets.ndim != 2 or targets.shape[0] != count or not 0 < val_points < targets.shape[1]:
+        raise ValueError(f"targets must be (networks, points) = ({count}, points) with points > val_points > 0; "
+                         f"got {tuple(targets.shape)} and val_points {val_points}")
+    if not 0 <= keep_states <= val_points:
+        raise ValueError(f"keep_states must be in [0, val_points = {val_points}], got {keep_states}")
+    targets = targets.to(dtype=dtype, device=device)
+    gain_matrix = torch.stack([r.g * r.J for r in reservoirs]).to(dtype)  # (E, n, n)
+    feedback = torch.stack([r.w_f for r in reservoirs]).to(dtype)  # (E, n)
+    leak = torch.tensor([r.dt / r.tau for r in reservoirs], dtype=dtype, device=device).unsqueeze(-1)  # (E, 1)
+    w_out = torch.zeros(count, n, dtype=dtype, device=device)
+    if states0 is None:
+        state = torch.cat([r.initial_state(1, w_out) for r in reservoirs])
+    else:
+        if states0.shape != (count, n):
+            raise ValueError(f"states0 must have shape (networks, hidden) = ({count}, {n}), got {tuple(states0.shape)}")
+        state = states0.to(dtype=dtype, device=device).clone()
+    precision = torch.eye(n, dtype=dtype, device=device).repeat(count, 1, 1) / alpha
+
+    def advance(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rate = torch.tanh(state)
-        error = reservoir.w_out @ rate - value
-        errors.append(abs(float(error)))
-        if step % update_every == 0:
-            gain = precision @ rate
-            c = 1.0 / (1.0 + rate @ gain)
-            precision -= c * torch.outer(gain, gain)
-            reservoir.w_out -= c * error * gain
-    outputs = []
-    for _ in val_target:
-        state = reservoir.cell_step(state.unsqueeze(0), None)[0]
-        outputs.append(reservoir.w_out @ torch.tanh(state))
-    outputs = torch.stack(outputs)
-    return {
-        "val_mae": float((outputs - val_target).abs().mean()),
+        recurrent = torch.bmm(gain_matrix, rate.unsqueeze(-1)).squeeze(-1)
+        z = (w_out * rate).sum(-1, keepdim=True)
+        state = state + leak * (recurrent + feedback * z - state)
+        return state, torch.tanh(state)
+
+    train_points = targets.shape[1] - val_points
+    errors = torch.empty(count, train_points, dtype=dtype, device=device)
+    for step in range(train_points):
+        state, rate = advance(state)
+        error = (w_out * rate).sum(-1) - targets[:, step]
+        errors[:, step] = error.abs()
+        if (step + 1) % update_every == 0:
+            gain = torch.bmm(precision, rate.unsqueeze(-1)).squeeze(-1)  # P r
+            c = 1.0 / (1.0 + (rate * gain).sum(-1))
+            precision.baddbmm_((-c)[:, None, None] * gain.unsqueeze(-1), gain.unsqueeze(-2))  # P -= c (P r)(P r)^T
+            w_out -= (c * error).unsqueeze(-1) * gain
+    keep_at = set(torch.linspace(0, val_points - 1, keep_states).round().long().tolist()) if keep_states else set()
+    outputs, kept = torch.empty(count, val_points, dtype=dtype, device=device), []
+    for step in range(val_points):
+        state, rate = advance(state)
+        outputs[:, step] = (w_out * rate).sum(-1)
+        if step in keep_at:
+            kept.append(state)
+    for k, reservoir in enumerate(reservoirs):
+        reservoir.w_out.copy_(w_out[k])
+    result = {
+        "val_mae": (outputs - targets[:, train_points:]).abs().mean(-1),
         "output": outputs,
-        "train_mae": sum(errors[-val_points:]) / min(len(errors), val_points),
+        "train_mae": errors[:, -val_points:].mean(-1),
     }
+    if keep_states:
+        result["states"] = torch.stack(kept, dim=1)
+    return result
