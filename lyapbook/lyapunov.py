@@ -301,7 +301,7 @@ def _reduce(run: Run, *, ftle=False, q_vectors=False, q_every=None, q_steps=None
     counts = run.qr_counts()
     kept = _frame_selection(counts, run, q_vectors, q_every, q_steps, q_columns)
     preallocate = not run.differentiable
-    spectrum = SpectrumReducer(run.batch, run.k, run.state)
+    spectrum = SpectrumReducer(run.batch, run.k, run.state, in_place=not run.differentiable)
     reducers = [spectrum]
     log_r = LogRReducer(len(counts), preallocate, spectrum.tiny) if ftle else None
     frames = FrameReducer(kept[0], kept[1], preallocate, run.warmup) if kept else None

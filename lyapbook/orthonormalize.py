@@ -93,8 +93,8 @@ def _positive(q: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def _signs(diagonal: torch.Tensor) -> torch.Tensor:
-    """+1 where the entry is >= 0, -1 where it is negative (a zero counts as positive)."""
-    return torch.where(diagonal < 0, -1.0, 1.0).to(diagonal.dtype)
+    """+1 where the entry is positive, -1 where it is negative (a zero keeps its sign bit: R_ii = 0 either way)."""
+    return torch.copysign(diagonal.new_ones(()), diagonal)
 
 
 def cholesky_qr2(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,25 +49,37 @@ class SpectrumReducer:
     A stretch below the dtype's smallest normal number is a tangent direction that collapsed
     (R_ii = 0); a ratio R_kk / R_11 below 10 eps at a QR step is the rounding floor: the
     smallest stretches of that step are rounding errors (QR too rarely for the spread of the
-    spectrum in that dtype).
+    spectrum in that dtype). Both are tracked as running minima and read once, at the end.
     """
 
-    def __init__(self, batch: int, k: int, like: torch.Tensor):
+    def __init__(self, batch: int, k: int, like: torch.Tensor, in_place: bool = True):
         self.total = like.new_zeros(batch, k)
         self.tiny = torch.finfo(like.dtype).tiny
         self.floor = float_floor(like.dtype)
-        self.collapsed = torch.zeros(batch, dtype=torch.bool, device=like.device)
-        self.floored = torch.zeros(batch, dtype=torch.bool, device=like.device)
+        self.in_place = in_place
+        self.smallest = like.new_full((batch,), float("inf"))  # smallest stretch seen, per row
+        self.lowest_ratio = like.new_full((batch,), float("inf"))  # smallest R_kk / R_11 among non-collapsed steps
 
     def update(self, step: TangentStep) -> None:
         if not step.accumulating or step.qr is None:
             return
         stretch = step.qr.stretch
-        smallest = stretch.detach().amin(dim=-1)
-        ratio = smallest / stretch.detach().amax(dim=-1).clamp_min(self.tiny)
-        self.collapsed |= smallest < self.tiny
-        self.floored |= (ratio < self.floor) & (smallest >= self.tiny)
-        self.total = self.total + stretch.clamp_min(self.tiny).log()
+        smallest, largest = stretch.detach().aminmax(dim=-1)
+        self.smallest = torch.minimum(self.smallest, smallest)
+        ratio = torch.where(smallest >= self.tiny, smallest / largest.clamp_min(self.tiny), 1.0)
+        self.lowest_ratio = torch.minimum(self.lowest_ratio, ratio)
+        log_stretch = stretch.clamp_min(self.tiny).log()
+        self.total = self.total.add_(log_stretch) if self.in_place else self.total + log_stretch
+
+    @property
+    def collapsed(self) -> torch.Tensor:
+        """(batch,) rows where a stretch fell to zero."""
+        return self.smallest < self.tiny
+
+    @property
+    def floored(self) -> torch.Tensor:
+        """(batch,) rows that reached the rounding floor."""
+        return self.lowest_ratio < self.floor
 
 
 class LogRReducer:

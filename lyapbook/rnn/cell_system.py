@@ -36,6 +36,8 @@ class CellSystem(DynamicalSystem):
         self.state_dim, self.input_dim, self.batch_first = model.state_size, model.input_size, model.batch_first
         self.groups: int | None = None
         self._stacked: dict[str, torch.Tensor] | None = None
+        self._cache_key: tuple | None = None
+        self._cache: list[dict[str, torch.Tensor]] = []
 
     @classmethod
     def group(
@@ -113,11 +115,24 @@ class CellSystem(DynamicalSystem):
             raise ValueError(f"{type(self.model).__name__} has no input (input_size=0): there is no input Jacobian")
         return stack_input_jacobian(self._advance(state, x)[1])
 
-    def _advance(self, state: torch.Tensor, x: torch.Tensor | None, linearize: bool = True):
+    def _per_cell_tensors(self) -> list[dict[str, torch.Tensor]]:
+        """Each cell's tensors under its own names, with its derived matrices; rebuilt only when a
+        parameter changes (in place or replaced), so a run of many steps builds them once."""
         tensors = self.tensors()
+        key = tuple((name, value.data_ptr(), value._version) for name, value in tensors.items())
+        if self.differentiable and torch.is_grad_enabled():
+            key = None  # a graph is being built: every step builds its own (a cached one could be freed by backward)
+        if key is None or key != self._cache_key:
+            per_cell = []
+            for cell, prefix in zip(self.cells, self.prefixes):
+                local = {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
+                per_cell.append({**local, **cell.derived(local)})
+            self._cache_key, self._cache = key, per_cell
+        return self._cache
+
+    def _advance(self, state: torch.Tensor, x: torch.Tensor | None, linearize: bool = True):
         new_states, linearizations, layer_input, start = [], [], x, 0
-        for cell, prefix in zip(self.cells, self.prefixes):
-            local = {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
+        for cell, local in zip(self.cells, self._per_cell_tensors()):
             layer_state = state[:, start : start + cell.state_size]
             new_state, linearization = cell.linearize(local, layer_state, layer_input, self.full_state, linear_part=linearize)
             new_states.append(new_state)

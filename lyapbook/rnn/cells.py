@@ -93,6 +93,11 @@ class RecurrentCell(nn.Module):
         """The cell's parameters and buffers by name (``W.weight``, ...), as :meth:`linearize` takes them."""
         return {**dict(self.named_parameters()), **dict(self.named_buffers())}
 
+    def derived(self, p: Tensors) -> dict[str, torch.Tensor]:
+        """Matrices the step builds from its parameters (keys starting with ``~``), which a caller running
+        many steps with unchanged parameters may compute once and add to ``p``; none by default."""
+        return {}
+
     def cell_step(self, state: torch.Tensor, x_t: torch.Tensor | None) -> torch.Tensor:
         """One differentiable step (batch, state_size) -> (batch, state_size); used for training."""
         return self.linearize(self.tensors(), state, x_t, linear_part=False)[0]
@@ -186,9 +191,14 @@ class AntisymmetricRNN(RecurrentCell):
             _uniform_(self, init_scale)
 
     def _matrix(self, p: Tensors) -> torch.Tensor:
+        if "~matrix" in p:
+            return p["~matrix"]
         W = p["W"]
         eye = torch.eye(self.hidden_size, dtype=W.dtype, device=W.device)
         return W - W.mT - self.gamma * eye
+
+    def derived(self, p):
+        return {"~matrix": self._matrix(p)}
 
     def recurrent_matrix(self) -> torch.Tensor:
         return self._matrix(self.tensors())
@@ -300,7 +310,13 @@ class LipschitzRNN(RecurrentCell):
         return (1.0 - beta) * (M + M.mT) + beta * (M - M.mT) - gamma * eye
 
     def _matrices(self, p: Tensors) -> tuple[torch.Tensor, torch.Tensor]:
+        if "~A" in p:
+            return p["~A"], p["~W"]
         return self._compose(p["M_A"], self.beta_a, self.gamma_a), self._compose(p["M_W"], self.beta_w, self.gamma_w)
+
+    def derived(self, p):
+        A, W = self._matrices(p)
+        return {"~A": A, "~W": W}
 
     def matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self._matrices(self.tensors())
@@ -491,7 +507,12 @@ class Rank1Reservoir(RecurrentCell):
         return noise.to(dtype=like.dtype, device=like.device)
 
     def _effective(self, p: Tensors) -> torch.Tensor:
+        if "~effective" in p:
+            return p["~effective"]
         return self.g * p["J"] + p["w_f"].unsqueeze(-1) * p["w_out"].unsqueeze(-2)
+
+    def derived(self, p):
+        return {"~effective": self._effective(p)}
 
     def effective_matrix(self) -> torch.Tensor:
         """g J + w_f w_out^T: the recurrence the fed-back network actually runs."""
