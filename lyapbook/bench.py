@@ -1,74 +1,91 @@
-"""``python -m lyapbook.bench``: where the time of an RNN Lyapunov spectrum goes, and how it compares.
+"""``python -m lyapbook.bench``: where the time of a Lyapunov spectrum goes, and how it compares.
 
-For LSTM and GRU networks (input 32, batch 10, T = 100 steps, float32 by default) it times:
+The benchmark is a registry of sections, each a function returning a table (a pandas
+DataFrame) so that a chapter can show it; ``main`` prints the ones asked for.
 
-- ``lyapbook``: the whole spectrum with analytic Jacobians, QR every step and every ``t_on``;
-- ``autograd``: the same engine with per-step ``torch.autograd.functional.jacobian`` (the
-  dissertation's baseline), and ``torch.func``: with ``vmap(jacrev(step))``;
-- ``floor``: the same number of bare batched J@Q products and ``torch.linalg.qr`` calls on
-  random tensors, which any QR-based method must pay;
-- each stage of lyapbook separately: building J, J@Q, re-orthonormalisation.
+- ``engine``: LSTM and GRU networks (input 32, batch 10, T = 100 steps, float32 by default):
+  lyapbook's whole spectrum (QR every step and every ``t_on``) against the same engine with
+  per-step autograd Jacobians (of the batch-summed step, and one per sequence as the
+  dissertation's baseline computed them) and ``torch.func``, and against bare batched J@Q
+  products plus ``torch.linalg.qr`` calls on random tensors; each stage of lyapbook separately
+  (building J, J@Q, re-orthonormalisation); the speed-up of QR every ``t_on`` steps.
+- ``kless``: k = 16 exponents of networks with 1024 tangent dimensions: the formed-Jacobian
+  path against matrix-free tangent propagation, for PyTorch's modules of one and two layers
+  and lyapbook's cells.
+- ``spectra``: ensemble spectra, 64 networks of hidden 32, 10 sequences each: one by one
+  against one batched ``lyapunov_spectra`` call, QR every step and every 5.
+- ``memory``: the peak memory of a run that keeps every frame (784 steps of an LSTM with
+  n = 128, batch 64: 3.3 GB of frames) against the size of what it keeps.
 
 Baselines that take far longer are timed over ``--baseline-steps`` steps and scaled to T (said
 in the table). Speed is measured here, never asserted in a unit test.
 
-``python -m lyapbook.bench ensemble [options]`` times ensemble training against one network at a
-time instead (:mod:`lyapbook.tasks.bench_ensemble`).
+``python -m lyapbook.bench --section engine kless ...`` runs sections (``--help`` lists them and
+every option); ``python -m lyapbook.bench ensemble [options]`` times ensemble *training* against
+one network at a time instead (:mod:`lyapbook.tasks.bench_ensemble`). A new section is a
+function ``run(options) -> DataFrame`` registered with :func:`register`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
-from .lyapunov import lyapunov_spectrum
+from .lyapunov import lyapunov_spectra, lyapunov_spectrum
 from .orthonormalize import TangentFrame
-from .rnn import TorchRNN
-from .systems import DynamicalSystem
+from .reference import BASELINES, AutogradSystem
+from .rnn import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, StackedCells, TorchRNN
 
-__all__ = ["run_benchmark", "main"]
+__all__ = ["SECTIONS", "Section", "main", "register", "run_benchmark", "run_section"]
+
+FLOOR = "bare J@Q + linalg.qr"
 
 
-class _AutogradJacobian(DynamicalSystem):
-    """Wraps a system and replaces its analytic Jacobian by autograd, one of two ways."""
+@dataclass(frozen=True)
+class Section:
+    """One part of the benchmark: ``run(options) -> DataFrame``; ``note(table, options)`` is printed under it."""
 
-    def __init__(self, system: TorchRNN, how: str):
-        self.inner, self.how = system, how
-        self.state_dim, self.input_dim, self.dt = system.state_dim, system.input_dim, system.dt
+    name: str
+    description: str
+    run: Callable[[argparse.Namespace], pd.DataFrame]
+    note: Callable[[pd.DataFrame, argparse.Namespace], str]
 
-    @property
-    def tangent_dim(self) -> int:
-        return self.inner.tangent_dim
 
-    def step(self, state, x=None):
-        return self.inner.step(state, x)
+SECTIONS: dict[str, Section] = {}
 
-    def jacobian(self, state, x=None):
-        index = self.inner.tangent_index().to(state.device)
 
-        def step_tangent(tangent, carried, xt):
-            """F restricted to the differentiated coordinates (an LSTM's c held fixed)."""
-            return self.inner.step(carried.index_copy(-1, index, tangent), xt)[..., index]
+def register(name: str, description: str, note: Callable[[pd.DataFrame, argparse.Namespace], str]):
+    """Decorator adding a section ``run(options) -> DataFrame`` to :data:`SECTIONS` (and to the CLI)."""
 
-        if self.how == "autograd":
-            # Rows are independent, so d(sum over batch of F)/dh holds every per-row Jacobian.
-            per_row = torch.autograd.functional.jacobian(
-                lambda h: step_tangent(h, state, x).sum(0), state[:, index]
-            )
-            return per_row.permute(1, 0, 2)
+    def add(run: Callable[[argparse.Namespace], pd.DataFrame]):
+        SECTIONS[name] = Section(name, description, run, note)
+        return run
 
-        def single(h, carried, xt):
-            return step_tangent(h.unsqueeze(0), carried.unsqueeze(0), xt.unsqueeze(0)).squeeze(0)
+    return add
 
-        return torch.func.vmap(torch.func.jacrev(single))(state[:, index], state, x)
 
-    def step_with_jacobian(self, state, x=None):
-        return self.step(state, x), self.jacobian(state, x)
+def run_section(name: str, **options) -> pd.DataFrame:
+    """One section's table, with the command line's defaults for every option not given (``t_on=[1, 10]`` ...)."""
+    if name not in SECTIONS:
+        raise ValueError(f"section must be one of {sorted(SECTIONS)}, got {name!r}")
+    namespace = _parser().parse_args([])
+    for key, value in options.items():
+        if not hasattr(namespace, key):
+            raise TypeError(f"run_section: unknown option {key!r}")
+        setattr(namespace, key, value)
+    _check_options(namespace, [name])
+    torch.set_num_threads(namespace.threads)
+    return SECTIONS[name].run(namespace)
 
 
 def _seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -82,11 +99,36 @@ def _seconds(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
+def _timer(device: str) -> Callable[..., float]:
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def timed(fn, repeat=3):
+        return _seconds(lambda: (fn(), sync()), repeat)
+
+    return timed
+
+
+def _dtype(options: argparse.Namespace) -> torch.dtype:
+    return torch.float64 if options.float64 else torch.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# engine: the spectrum and its stages against autograd baselines
+
+
 def run_benchmark(
     arch: str, hidden: int, *, inputs: int = 32, batch: int = 10, steps: int = 100, t_on: int = 1,
-    dtype: torch.dtype = torch.float32, baseline_steps: int = 10, device: str = "cpu",
+    dtype: torch.dtype = torch.float32, baseline_steps: int = 10, device: str = "cpu", repeat: int = 3,
 ) -> dict[str, float]:
-    """Seconds for each method and stage of one configuration (QR every ``t_on`` steps)."""
+    """Seconds for each method and stage of one configuration (QR every ``t_on`` steps).
+
+    Keys: ``lyapbook``; ``bare J@Q + linalg.qr`` (the same number of batched products and
+    ``torch.linalg.qr`` calls on random tensors); ``autograd`` (the engine with one autograd
+    Jacobian of the batch-summed step per step), ``autograd per sequence`` (one autograd
+    Jacobian per sequence and step), ``torch.func``, each with ``<name> jacobian stage``;
+    ``jacobian stage``, ``J@Q stage``, ``QR stage`` (re-orthonormalisation beyond the plain
+    product) and ``torch.linalg.qr`` (the same number of calls).
+    """
     torch.manual_seed(0)
     module = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[arch](inputs, hidden, batch_first=True).to(device, dtype)
     system = TorchRNN(module)
@@ -98,6 +140,7 @@ def run_benchmark(
     n_qr = -(-steps // t_on)
     scale = steps / baseline_steps
     x_short = x[:, :baseline_steps]
+    timed = _timer(device)
 
     def stage_jacobian():
         for t in range(steps):
@@ -107,39 +150,34 @@ def run_benchmark(
         for _ in range(steps):
             jac @ frame
 
-    tangent = TangentFrame(frame.clone())
+    tangent = TangentFrame(frame.clone(), implicit=device == "cpu")
 
     def stage_qr():
         for _ in range(n_qr):  # one product and one re-orthonormalisation, as the engine does them
-            tangent.propagate(jac)
+            tangent.multiply(jac)
             tangent.reorthonormalize()
 
     def householder_qr():
         for _ in range(n_qr):
             torch.linalg.qr(jac @ frame)
 
-    def floor():
+    def bare():
         for t in range(steps):
             product = jac @ frame
             if (t + 1) % t_on == 0 or t + 1 == steps:
                 torch.linalg.qr(product)
 
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-
-    def timed(fn, repeat=3):
-        return _seconds(lambda: (fn(), sync()), repeat)
-
     result = {
-        "lyapbook": timed(lambda: lyapunov_spectrum(module, x, t_on=t_on)),
-        "floor": timed(floor),
-        "jacobian stage": timed(stage_jacobian),
-        "J@Q stage": timed(stage_product),
+        "lyapbook": timed(lambda: lyapunov_spectrum(module, x, t_on=t_on), repeat),
+        FLOOR: timed(bare, repeat),
+        "jacobian stage": timed(stage_jacobian, repeat),
+        "J@Q stage": timed(stage_product, repeat),
     }
-    product_share = timed(stage_product) * n_qr / steps  # the products inside the QR timings
-    result["QR stage"] = timed(stage_qr) - product_share
-    result["torch.linalg.qr"] = timed(householder_qr) - product_share
-    for name in ("autograd", "torch.func"):
-        slow = _AutogradJacobian(system, name)
+    product_share = timed(stage_product, repeat) * n_qr / steps  # the products inside the QR timings
+    result["QR stage"] = timed(stage_qr, repeat) - product_share
+    result["torch.linalg.qr"] = timed(householder_qr, repeat) - product_share
+    for name in BASELINES:
+        slow = AutogradSystem(module, name)
         result[name] = timed(lambda: lyapunov_spectrum(slow, x_short, t_on=t_on), repeat=1) * scale
         result[f"{name} jacobian stage"] = timed(
             lambda: [slow.jacobian(state, x[:, t]) for t in range(baseline_steps)], repeat=1
@@ -147,62 +185,255 @@ def run_benchmark(
     return result
 
 
-def _table(rows: list[tuple[str, int, int, dict[str, float]]], baseline_steps: int, steps: int) -> str:
-    header = (
-        f"{'arch':<5}{'n':>5}{'t_on':>5} | {'lyapbook':>9}{'floor':>8}{'autograd':>10}{'torch.func':>11} | "
-        f"{'J':>7}{'J@Q':>7}{'QR':>7}{'lin.qr':>7} | {'J vs ag':>8}{'J vs func':>10}{'QR vs lin':>10}{'all vs ag':>10}{'vs floor':>9}"
+def _engine_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
+    return (
+        f"Seconds for T = {options.steps} steps, {options.batch} sequences. The autograd baselines and torch.func were "
+        f"timed over {options.baseline_steps} steps and scaled to T; 'autograd' differentiates the batch-summed step "
+        "(one Jacobian call per step), 'autograd per sequence' calls autograd once per sequence and step, as the "
+        f"dissertation's baseline did. '{FLOOR}': the same number of batched products and torch.linalg.qr calls on "
+        "random tensors. J, J@Q, QR: lyapbook's stages alone (QR: re-orthonormalisation beyond the plain product). "
+        "'T_ON speed-up': the spectrum at t_on = 1 over the spectrum at this t_on."
     )
-    lines = [header, "-" * len(header)]
-    for arch, hidden, t_on, r in rows:
-        lines.append(
-            f"{arch:<5}{hidden:>5}{t_on:>5} | {r['lyapbook']:>9.3f}{r['floor']:>8.3f}{r['autograd']:>10.2f}{r['torch.func']:>11.2f} | "
-            f"{r['jacobian stage']:>7.3f}{r['J@Q stage']:>7.3f}{r['QR stage']:>7.3f}{r['torch.linalg.qr']:>7.3f} | "
-            f"{r['autograd jacobian stage'] / r['jacobian stage']:>7.0f}x{r['torch.func jacobian stage'] / r['jacobian stage']:>9.0f}x"
-            f"{r['torch.linalg.qr'] / r['QR stage']:>9.2f}x"
-            f"{r['autograd'] / r['lyapbook']:>9.1f}x{r['floor'] / r['lyapbook']:>8.2f}x"
-        )
-    lines.append(
-        f"Seconds for T = {steps} steps. autograd and torch.func were timed over {baseline_steps} steps and scaled to T. "
-        "J, J@Q, QR: lyapbook's stages alone (QR: re-orthonormalisation beyond the plain J@Q product); lin.qr: the\n"
-        "same number of torch.linalg.qr calls. 'vs floor' > 1 means faster than bare J@Q + torch.linalg.qr."
+
+
+@register("engine", "the spectrum and its stages against autograd, torch.func and bare J@Q + QR; T_ON speed-ups", _engine_note)
+def _engine(options: argparse.Namespace) -> pd.DataFrame:
+    rows = []
+    for arch in options.arch:
+        for hidden in options.hidden:
+            for t_on in options.t_on:
+                r = run_benchmark(
+                    arch, hidden, inputs=options.inputs, batch=options.batch, steps=options.steps, t_on=t_on,
+                    dtype=_dtype(options), baseline_steps=options.baseline_steps, device=options.device,
+                    repeat=options.repeat,
+                )
+                rows.append({"arch": arch, "hidden": hidden, "t_on": t_on, **r})
+                print(f"[bench engine] {arch} n={hidden} t_on={t_on}: lyapbook {r['lyapbook']:.3f} s", flush=True)
+    table = pd.DataFrame(rows)
+    table["J vs autograd"] = table["autograd jacobian stage"] / table["jacobian stage"]
+    table["J vs torch.func"] = table["torch.func jacobian stage"] / table["jacobian stage"]
+    table["QR vs linalg.qr"] = table["torch.linalg.qr"] / table["QR stage"]
+    table["spectrum vs autograd"] = table["autograd"] / table["lyapbook"]
+    table["spectrum vs autograd per sequence"] = table["autograd per sequence"] / table["lyapbook"]
+    table[f"spectrum vs {FLOOR}"] = table[FLOOR] / table["lyapbook"]
+    every_step = table[table["t_on"] == 1].set_index(["arch", "hidden"])["lyapbook"]
+    table["T_ON speed-up"] = [
+        every_step.get((a, h), float("nan")) / s for a, h, s in zip(table["arch"], table["hidden"], table["lyapbook"])
+    ]
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# kless: formed J against matrix-free tangent propagation, k << n
+
+
+def _kless_models(tangent: int, inputs: int) -> list[tuple[str, nn.Module]]:
+    half = tangent // 2
+    return [
+        ("LSTM, 1 layer", nn.LSTM(inputs, tangent, batch_first=True)),
+        ("LSTM, 2 layers", nn.LSTM(inputs, half, num_layers=2, batch_first=True)),
+        ("GRU, 1 layer", nn.GRU(inputs, tangent, batch_first=True)),
+        ("GRU, 2 layers", nn.GRU(inputs, half, num_layers=2, batch_first=True)),
+        ("RNN tanh, 1 layer", nn.RNN(inputs, tangent, batch_first=True)),
+        ("RNN tanh, 2 layers", nn.RNN(inputs, half, num_layers=2, batch_first=True)),
+        ("AntisymmetricRNN", AntisymmetricRNN(inputs, tangent, eps=0.1, gamma=0.01)),
+        ("CoRNN", CoRNN(inputs, tangent)),
+        ("LipschitzRNN", LipschitzRNN(inputs, tangent)),
+        ("LEM", LEM(inputs, tangent)),
+        ("StackedCells LEM + CoRNN", StackedCells([LEM(inputs, half), CoRNN(half, half)])),
+    ]
+
+
+def _kless_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
+    return (
+        f"The first k = {options.kless_k} exponents of networks with n = {options.kless_n} tangent dimensions, "
+        f"{options.kless_batch} sequences of {options.steps} steps: 'formed J' builds each n x n Jacobian and multiplies "
+        "(the engine's only path before matrix-free propagation existed), 'matrix-free' applies J to the k vectors "
+        "without forming it. Two-layer networks and the stack have hidden n / 2 per layer."
     )
-    return "\n".join(lines)
+
+
+@register("kless", "k << n: formed Jacobians against matrix-free tangent propagation", _kless_note)
+def _kless(options: argparse.Namespace) -> pd.DataFrame:
+    torch.manual_seed(0)
+    dtype, device, timed = _dtype(options), options.device, _timer(options.device)
+    x = torch.randn(options.kless_batch, options.steps, options.inputs, dtype=dtype, device=device)
+    rows = []
+    for name, model in _kless_models(options.kless_n, options.inputs):
+        model = model.to(device, dtype).eval()
+        results = {}
+
+        def spectrum(method):
+            results[method] = lyapunov_spectrum(model, x, k=options.kless_k, method=method)
+
+        formed = timed(lambda: spectrum("formed"), options.repeat)
+        free = timed(lambda: spectrum("matrix_free"), options.repeat)
+        gap = (results["formed"].exponents - results["matrix_free"].exponents).abs().max().item()
+        rows.append({"network": name, "n": options.kless_n, "k": options.kless_k, "formed J (s)": formed,
+                     "matrix-free (s)": free, "speed-up": formed / free, "max |exponent difference|": gap})
+        print(f"[bench kless] {name}: formed {formed:.2f} s, matrix-free {free:.3f} s", flush=True)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# ensemble: many networks at once against one by one
+
+
+def _ensemble_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
+    return (
+        f"Spectra (all exponents) of {options.networks} networks, {options.sequences} sequences of {options.steps} "
+        "steps each: one lyapunov_spectrum call per network against one lyapunov_spectra call for the group "
+        "(stacked weights, one batched QR per step)."
+    )
+
+
+@register("spectra", "ensemble spectra: a group of networks in one batched call against one by one", _ensemble_note)
+def _ensemble(options: argparse.Namespace) -> pd.DataFrame:
+    dtype, device, timed = _dtype(options), options.device, _timer(options.device)
+    rows = []
+    for arch in options.ensemble_arch:
+        torch.manual_seed(0)
+        make = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[arch]
+        models = [make(options.inputs, options.ensemble_hidden, batch_first=True).to(device, dtype)
+                  for _ in range(options.networks)]
+        x = torch.randn(options.sequences, options.steps, options.inputs, dtype=dtype, device=device)
+        for t_on in options.ensemble_t_on:
+            separate = timed(lambda: [lyapunov_spectrum(m, x, t_on=t_on) for m in models], options.repeat)
+            together = timed(lambda: lyapunov_spectra(models, x, t_on=t_on), options.repeat)
+            ones = [lyapunov_spectrum(m, x, t_on=t_on).exponents for m in models]
+            gap = max((a - b.exponents).abs().max().item() for a, b in zip(ones, lyapunov_spectra(models, x, t_on=t_on)))
+            rows.append({"arch": arch, "networks": options.networks, "hidden": options.ensemble_hidden,
+                         "sequences": options.sequences, "t_on": t_on, "one by one (s)": separate,
+                         "ensemble (s)": together, "speed-up": separate / together,
+                         "max |exponent difference|": gap})
+            print(f"[bench spectra] {arch} t_on={t_on}: one by one {separate:.2f} s, ensemble {together:.2f} s", flush=True)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory: what keeping frames costs
+
+
+_MEMORY_PROBE = """
+import resource, sys, torch, lyapbook
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+model = torch.nn.LSTM({inputs}, {hidden}, batch_first=True)
+x = torch.randn({batch}, {steps}, {inputs})
+lyapbook.lyapunov_spectrum(model, x[:, :2], q_vectors=True)  # warm the allocator and the kernels
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = lyapbook.lyapunov_spectrum(model, x, q_vectors=True)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(result.q.numel() * result.q.element_size(), (after - before) * 1024)
+"""
+
+
+def _memory_note(table: pd.DataFrame, options: argparse.Namespace) -> str:
+    return (
+        "lyapunov_spectrum(..., q_vectors=True), float32, in a fresh process: the rise of its peak resident memory "
+        "during the run against the size of the frames it returns (batch x steps x n x n)."
+    )
+
+
+@register("memory", "peak memory of a run that keeps every frame, against the size of the frames", _memory_note)
+def _memory(options: argparse.Namespace) -> pd.DataFrame:
+    code = _MEMORY_PROBE.format(threads=options.threads, inputs=options.inputs, hidden=options.memory_hidden,
+                                batch=options.memory_batch, steps=options.memory_steps)
+    # A fresh process, so that its peak resident size measures this run alone; it imports this lyapbook.
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.split()
+    kept, peak = int(output[-2]), int(output[-1])
+    gigabyte = 1024**3
+    return pd.DataFrame([{
+        "network": f"LSTM {options.memory_hidden}", "batch": options.memory_batch, "steps": options.memory_steps,
+        "frames kept (GiB)": kept / gigabyte, "peak memory added (GiB)": peak / gigabyte,
+        "beyond what is kept (GiB)": (peak - kept) / gigabyte,
+    }])
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    sections = "; ".join(f"{s.name}: {s.description}" for s in SECTIONS.values())
+    parser = argparse.ArgumentParser(
+        prog="python -m lyapbook.bench", description=__doc__.split("\n\n")[0].strip("`"),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--section", nargs="+", default=["engine"], choices=sorted(SECTIONS), help=f"which tables to run ({sections})")
+    add("--threads", type=_positive, default=2, help="torch CPU threads")
+    add("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add("--float64", action="store_true", help="time in float64 instead of float32")
+    add("--repeat", type=_positive, default=3, help="timed repetitions per measurement (best is reported)")
+    add("--steps", type=_positive, default=100, help="time steps T of every spectrum")
+    add("--inputs", type=_positive, default=32, help="input features of every network")
+    engine = parser.add_argument_group("engine section")
+    engine.add_argument("--arch", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru", "rnn"], help="architectures")
+    engine.add_argument("--hidden", nargs="+", type=_positive, default=[64, 128, 256], help="hidden sizes")
+    engine.add_argument("--t-on", nargs="+", type=_positive, default=[1, 10], help="steps between QR factorisations")
+    engine.add_argument("--batch", type=_positive, default=10, help="sequences per spectrum")
+    engine.add_argument("--baseline-steps", type=_positive, default=10,
+                        help="steps over which the slow autograd baselines are timed (scaled to --steps)")
+    kless = parser.add_argument_group("kless section")
+    kless.add_argument("--kless-n", type=_positive, default=1024, help="tangent dimension n of every network")
+    kless.add_argument("--kless-k", type=_positive, default=16, help="exponents kept, k")
+    kless.add_argument("--kless-batch", type=_positive, default=8, help="sequences per spectrum")
+    ensemble = parser.add_argument_group("spectra section")
+    ensemble.add_argument("--networks", type=_positive, default=64, help="networks in the group")
+    ensemble.add_argument("--ensemble-hidden", type=_positive, default=32, help="hidden size of each network")
+    ensemble.add_argument("--sequences", type=_positive, default=10, help="sequences per network")
+    ensemble.add_argument("--ensemble-arch", nargs="+", default=["lstm"], choices=["lstm", "gru", "rnn"], help="architectures")
+    ensemble.add_argument("--ensemble-t-on", nargs="+", type=_positive, default=[1, 5], help="steps between QR factorisations")
+    memory = parser.add_argument_group("memory section")
+    memory.add_argument("--memory-hidden", type=_positive, default=128, help="LSTM hidden size")
+    memory.add_argument("--memory-batch", type=_positive, default=64, help="sequences")
+    memory.add_argument("--memory-steps", type=_positive, default=784, help="steps (every frame is kept)")
+    return parser
+
+
+def _check_options(options: argparse.Namespace, sections: list[str]) -> None:
+    """Refuse what cannot run, before any timing starts."""
+    if "engine" in sections and options.baseline_steps > options.steps:
+        raise ValueError(f"--baseline-steps ({options.baseline_steps}) must not exceed --steps ({options.steps})")
+    if "kless" in sections and options.kless_k > options.kless_n:
+        raise ValueError(f"--kless-k ({options.kless_k}) must not exceed --kless-n ({options.kless_n})")
+    device = options.device
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this PyTorch build has no usable CUDA device (torch {torch.__version__}); use --device cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["ensemble"]:  # the ensemble-training section: python -m lyapbook.bench ensemble [options]
+    if argv[:1] == ["ensemble"]:  # ensemble *training*: python -m lyapbook.bench ensemble [options]
         from .tasks.bench_ensemble import main as ensemble_main
 
         return ensemble_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m lyapbook.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru", "rnn"])
-    parser.add_argument("--hidden", nargs="+", type=int, default=[64, 128, 256])
-    parser.add_argument("--t-on", nargs="+", type=int, default=[1, 10])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--inputs", type=int, default=32)
-    parser.add_argument("--baseline-steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--float64", action="store_true", help="time in float64 instead of float32")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    if args.baseline_steps > args.steps or min(args.hidden) < 1 or args.steps < 1:
-        parser.error("need 1 <= --baseline-steps <= --steps and positive --hidden")
-    torch.set_num_threads(args.threads)
-    dtype = torch.float64 if args.float64 else torch.float32
-    rows = []
-    for arch in args.arch:
-        for hidden in args.hidden:
-            for t_on in args.t_on:
-                r = run_benchmark(
-                    arch, hidden, inputs=args.inputs, batch=args.batch, steps=args.steps, t_on=t_on,
-                    dtype=dtype, baseline_steps=args.baseline_steps, device=args.device,
-                )
-                rows.append((arch, hidden, t_on, r))
-                print(f"[bench] {arch} n={hidden} t_on={t_on}: lyapbook {r['lyapbook']:.3f} s", flush=True)
-    print(f"\n{args.batch} sequences, input {args.inputs}, {dtype}, {torch.get_num_threads()} threads, {args.device}\n")
-    print(_table(rows, args.baseline_steps, args.steps))
+    parser = _parser()
+    options = parser.parse_args(argv)
+    try:
+        _check_options(options, options.section)
+    except ValueError as error:
+        parser.error(str(error))
+    torch.set_num_threads(options.threads)
+    for name in options.section:
+        section = SECTIONS[name]
+        table = section.run(options)
+        print(f"\n== {name}: {section.description}")
+        print(f"{_dtype(options)}, {torch.get_num_threads()} threads, {options.device}\n")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(section.note(table, options))
     return 0
 
 

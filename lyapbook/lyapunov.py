@@ -1,17 +1,26 @@
-"""The QR engine: Lyapunov spectra of batched discrete-time systems (Algorithms 1-2 of Vogt, 2023)."""
+"""The QR engine: Lyapunov spectra of batched discrete-time systems (Algorithms 1-2 of Vogt, 2023).
+
+:func:`lyapunov_spectrum` reduces the tangent trajectory of :mod:`lyapbook.tangent` to a
+spectrum and, on request, to finite-time exponents, orthonormal frames, R matrices and input
+Jacobians; :func:`lyapunov_spectra` does the same for a group of networks in one batched
+computation.
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .orthonormalize import TangentFrame, random_orthonormal
-from .rnn import as_system
+from .reducers import FrameReducer, InputJacobianReducer, LogRReducer, RMatrixReducer, SpectrumReducer
+from .rnn import as_group_system, as_system, configuration
 from .systems import DynamicalSystem
+from .tangent import Run, build_run, initial_state, prepare_run, resolve_system
+from .validation import check_count, check_dtypes, check_inputs
 
-__all__ = ["LyapunovResult", "lyapunov_spectrum"]
+__all__ = ["LyapunovResult", "lyapunov_spectra", "lyapunov_spectrum"]
 
 
 @dataclass(frozen=True)
@@ -27,12 +36,18 @@ class LyapunovResult:
         warmup: steps evolved before accumulating.
         t_on: steps between re-orthonormalisations.
         final_state: (batch, state_dim) state after the last step.
-        times: (n_qr,) elapsed time after warm-up at each QR step (with ``ftle=True``).
+        times: (n_qr,) elapsed time after warm-up at each QR step (with ``ftle=True`` or ``r_matrices=True``).
         ftle: (batch, n_qr, k) running finite-time exponents, cumulative log stretch divided by
             elapsed time, in the order of Q's columns (with ``ftle=True``).
-        log_r: (batch, n_qr, k) log|R_ii| at each QR step, column order (with ``ftle=True``).
-        q: (batch, n_qr, tangent_dim, k) the orthonormal frame after each QR step
-            (with ``q_vectors=True``).
+        log_r: (batch, n_qr, k) log R_ii at each QR step, column order (with ``ftle=True``).
+        q: (batch, n_kept, tangent_dim, j) the orthonormal frame after the kept QR steps, its first
+            j columns (with ``q_vectors=True`` or a frame selection).
+        q_times: (n_kept,) elapsed time after warm-up of each kept frame.
+        r: (batch, n_qr, k, k) the upper-triangular R of each QR step, positive diagonal, so that
+            (products since the previous frame) = Q R (with ``r_matrices=True``).
+        input_jacobian: (batch, steps, tangent_dim, input_dim) d(state tangent)_t / d(x_t) at
+            each accumulated step, every layer's rows (with ``input_jacobians=True``).
+        orientation: ``"forward"`` (Q <- J Q) or ``"transposed"`` (Q <- J^T Q).
     """
 
     exponents: torch.Tensor
@@ -47,6 +62,10 @@ class LyapunovResult:
     ftle: torch.Tensor | None = None
     log_r: torch.Tensor | None = None
     q: torch.Tensor | None = None
+    q_times: torch.Tensor | None = None
+    r: torch.Tensor | None = None
+    input_jacobian: torch.Tensor | None = None
+    orientation: str = "forward"
 
     @property
     def sem(self) -> torch.Tensor:
@@ -64,198 +83,317 @@ def lyapunov_spectrum(
     k: int | None = None,
     ftle: bool = False,
     q_vectors: bool = False,
+    q_every: int | None = None,
+    q_steps: Sequence[int] | None = None,
+    q_columns: int | None = None,
+    r_matrices: bool = False,
+    input_jacobians: bool = False,
     q0: str | torch.Tensor = "random",
-    seed: int = 0,
+    seed: int | None = 0,
     full_state: bool = False,
+    orientation: str = "forward",
+    method: str = "auto",
+    qr: str = "householder",
+    differentiable: bool = False,
 ) -> LyapunovResult:
     """Lyapunov spectrum by the QR (Benettin) method, batched over initial conditions.
 
     Implements Eq. (2.7) with the warm-up and T_ON refinements of Algorithm 2: the state and
     an orthonormal frame Q (tangent_dim, k) evolve together, Q <- J_t Q; every ``t_on`` steps
-    Q is re-orthonormalised, Q R = Q, and log|R_ii| is accumulated. The spectrum is the
-    accumulated log stretch divided by the elapsed time ``steps * dt``.
+    Q is re-orthonormalised, J ... J Q = Q' R' with diag(R') > 0, and log R'_ii is accumulated.
+    The spectrum is the accumulated log stretch divided by the elapsed time ``steps * dt``.
+    The steps come from :func:`lyapbook.tangent.tangent_trajectory`, which keeps nothing: memory
+    is what the options below ask to keep, plus a constant.
 
     Args:
         system: a :class:`~lyapbook.systems.DynamicalSystem`, or a recurrent network
-            (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``) taken with its own weights.
-        x: for a system driven by input, the inputs (batch, time, input_dim) (for a module,
-            in its own layout: time first unless ``batch_first``); for an autonomous system,
-            the number of steps as an int. The first ``warmup`` steps of it are warm-up.
+            (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``, lyapbook's cells) taken with its own weights.
+        x: for a system driven by input, the inputs in the model's own layout: (batch, time,
+            input_dim), or (time, batch, input_dim) for a module with ``batch_first=False``; a
+            network also takes one unbatched sequence (time, input_dim), as ``nn.LSTM`` does.
+            For an autonomous system, the number of steps as an int. The first ``warmup`` steps
+            of it are warm-up.
         h0: initial states (batch, state_dim), or a module's own state layout;
-            ``None`` takes ``system.initial_state`` (zeros for a network).
+            ``None`` takes ``system.initial_state`` (zeros for a network). x, h0 and the
+            model's parameters must share one dtype (nothing is cast).
         warmup: steps that evolve state and Q without accumulating (Algorithm 2).
-        t_on: re-orthonormalise every ``t_on`` steps (and always at the last step).
+        t_on: re-orthonormalise every ``t_on`` steps (and always at the last step). The
+            rounding floor: in one QR step, stretches smaller than about 10 eps times the
+            largest (eps = 1.2e-7 in float32, 2.2e-16 in float64) are rounding errors, so an
+            exponent more than about log(1 / (10 eps)) / t_on below the largest (per step;
+            14 / t_on in float32, 31 / t_on in float64) is not resolved: it sits on a floor,
+            too high. A warning says when a run reaches it; lower ``t_on`` or use float64.
         k: keep the first k exponents (Q is tangent_dim x k); ``None`` keeps all.
-        ftle: also return running finite-time exponents and log|R_ii| at every QR step.
-        q_vectors: also return Q after every QR step.
+        ftle: also return running finite-time exponents and log R_ii at every QR step.
+        q_vectors: also return Q after every QR step (batch, n_qr, tangent_dim, k).
+        q_every: keep Q after every ``q_every``-th QR step only (with t_on = 1: every m-th step).
+        q_steps: keep Q after these steps (counted after warm-up, 1 = the first accumulated
+            step; each must be a QR step: a multiple of t_on, or the last).
+        q_columns: keep the first ``q_columns`` columns of each kept Q (the leading directions).
+            Any of q_every, q_steps, q_columns implies q_vectors.
+        r_matrices: also return the full R (batch, n_qr, k, k) of every QR step.
+        input_jacobians: also return d(state tangent)/d(x_t) at every accumulated step.
         q0: ``"random"`` (a seeded random orthonormal frame, the default), ``"identity"`` (the
             dissertation's choice; it can miss exponents when J leaves coordinate subspaces
-            invariant) or a tensor (batch, state_dim, k) with orthonormal columns.
-        seed: seed of the random initial frame.
+            invariant) or a tensor (batch, tangent_dim, k) with orthonormal columns.
+        seed: seed of the random initial frame; ``None`` draws from PyTorch's global generator.
         full_state: the spectrum of the full state (LSTM (h, c); coRNN and LEM (y, z)) instead
             of the hidden vector alone.
+        orientation: ``"forward"`` (Q <- J_t Q, the Lyapunov exponents of the sequence as read)
+            or ``"transposed"`` (Q <- J_t^T Q, the dissertation's Eq. 4.11 and its chapter-4
+            code, which factorises the product in reversed time order); see
+            :mod:`lyapbook.tangent`.
+        method: ``"formed"`` builds each J and multiplies; ``"matrix_free"`` applies J to the k
+            vectors without forming it (a GEMM of the stacked weights with the whole batch's
+            frames, then elementwise gate factors), far cheaper when k << tangent_dim;
+            ``"auto"`` (default) asks the system which is cheaper. Same exponents to rounding.
+        qr: ``"householder"`` (LAPACK) or ``"cholesky"`` (CholeskyQR2 with a Householder
+            fallback, see :func:`lyapbook.orthonormalize.cholesky_qr2`).
+        differentiable: keep the autograd graph, so that the exponents can be differentiated
+            with respect to the model's parameters, inputs or h0 (a loss or regulariser). The
+            graph holds every step: memory grows like steps x batch x (tangent_dim x k plus
+            the network's activations), and with a formed J like steps x batch x tangent_dim^2;
+            prefer ``method="matrix_free"`` and small k.
 
     Returns:
         A :class:`LyapunovResult`.
     """
-    system = _check_system(system, full_state)
-    x, h0 = system.prepare(x, h0)
-    steps, inputs = _check_x(system, x)
-    state = _check_h0(system, h0, inputs)
-    if inputs is not None:
-        inputs = inputs.to(dtype=state.dtype)
-    batch, n = state.shape[0], system.tangent_dim
-    k = _check_schedule(n, steps, warmup, t_on, k)
-    frame = TangentFrame(_initial_frame(q0, batch, n, k, seed, state))
+    keep = {"ftle": ftle, "q_vectors": q_vectors, "q_every": q_every, "q_steps": q_steps, "q_columns": q_columns,
+            "r_matrices": r_matrices}
+    run = prepare_run(system, x, h0, warmup=warmup, t_on=t_on, k=k, q0=q0, seed=seed, full_state=full_state,
+                      orientation=orientation, method=method, qr=qr, input_jacobians=input_jacobians,
+                      differentiable=differentiable)
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        raw = _reduce(run, **keep)
+    _warn(raw, run, stacklevel=3)
+    return _result(raw, run, slice(None))
 
-    tiny = torch.finfo(state.dtype).tiny
-    total = torch.zeros(batch, k, dtype=state.dtype, device=state.device)
-    log_rs, frames, qr_steps = [], [], []
-    collapsed = torch.zeros((), dtype=torch.bool, device=state.device)  # checked once, at the end
-    with torch.no_grad():  # a spectrum is not differentiated; no graph may grow over the run
-        for t in range(steps):
-            x_t = None if inputs is None else inputs[:, t]
-            state, jac = system.step_with_jacobian(state, x_t)
-            frame.propagate(jac)
-            if t < warmup:
-                if t + 1 == warmup or (t + 1) % t_on == 0:
-                    frame.reorthonormalize()
-                continue
-            since_warmup = t + 1 - warmup
-            if since_warmup % t_on and t + 1 < steps:
-                continue
-            stretch = frame.reorthonormalize()
-            collapsed |= (stretch < tiny).any()
-            log_r = stretch.clamp_min(tiny).log()
-            total += log_r
-            if ftle:
-                log_rs.append(log_r)
-                qr_steps.append(since_warmup)
-            if q_vectors:
-                frames.append(frame.matrix())
 
-    if bool(collapsed):
-        warnings.warn(
-            "a tangent vector collapsed to zero (R_ii = 0): its log stretch was clamped to "
-            f"log({tiny:.1e}); the affected exponents are lower bounds",
-            RuntimeWarning,
-            stacklevel=2,
+def lyapunov_spectra(
+    models: Sequence[torch.nn.Module],
+    x: torch.Tensor | int,
+    h0: torch.Tensor | Sequence[object] | None = None,
+    *,
+    q0: str | torch.Tensor = "random",
+    full_state: bool = False,
+    nonfinite: str = "raise",
+    **options,
+) -> list[LyapunovResult]:
+    """Spectra of a group of networks in one batched computation: one :class:`LyapunovResult` per network.
+
+    The networks' weights are stacked along a leading network axis and every step runs once
+    for all of them (rows = networks x sequences): one batched matmul per weight, one batched
+    QR. Each result equals what :func:`lyapunov_spectrum` gives for that network alone with
+    the same arguments (to rounding; same seed, same initial frame).
+
+    Args:
+        models: networks of one architecture and size (``nn.RNN``/``nn.LSTM``/``nn.GRU``, or
+            lyapbook cells / StackedCells of one configuration). A list that mixes
+            configurations is split into groups of one configuration, each computed batched;
+            results come back in the order of ``models``.
+        x: the inputs, in the models' own layout: shared by all networks, (batch, time,
+            features) (time first when the modules are not ``batch_first``), or one set per
+            network with a leading network axis, (G, batch, time, features); for autonomous
+            networks the number of steps.
+        h0: ``None`` (each network's default), a flat state (batch, state_dim) shared by all,
+            (G, batch, state_dim), or a sequence of G initial states, each in any form
+            :func:`lyapunov_spectrum` accepts for its network.
+        q0: ``"random"`` (the same seeded frame for every network, as separate calls would
+            draw), ``"identity"``, a tensor (batch, tangent_dim, k) shared, or (G, batch,
+            tangent_dim, k).
+        full_state: as for :func:`lyapunov_spectrum`.
+        nonfinite: ``"raise"`` (a FloatingPointError naming the networks whose spectrum is not
+            finite) or ``"nan"`` (their results hold NaN; the others are unaffected).
+        **options: every other keyword of :func:`lyapunov_spectrum` (warmup, t_on, k, ftle,
+            q_vectors, r_matrices, orientation, method, qr, seed, differentiable, ...).
+
+    Returns:
+        A list of G results, ``results[g]`` for ``models[g]``.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("models: give at least one network")
+    if nonfinite not in ("raise", "nan"):
+        raise ValueError(f"nonfinite must be 'raise' or 'nan', got {nonfinite!r}")
+    unknown = set(options) - _SPECTRA_OPTIONS
+    if unknown:
+        raise TypeError(f"lyapunov_spectra got unexpected keyword arguments {sorted(unknown)}")
+    count = len(models)
+    groups: dict[tuple, list[int]] = {}
+    for index, model in enumerate(models):
+        groups.setdefault(_group_key(model, full_state, index), []).append(index)
+    xs = _per_network("x", x, count, lambda value: isinstance(value, torch.Tensor) and value.ndim == 4)
+    state_dim = as_system(models[0], full_state).state_dim
+    h0s = _per_network("h0", h0, count, lambda value: isinstance(value, list) or (
+        isinstance(value, torch.Tensor) and value.ndim == 3 and value.shape[-1] == state_dim and value.shape[0] == count))
+    q0_per_network = isinstance(q0, torch.Tensor) and q0.ndim == 4
+    q0s = _per_network("q0", q0, count, lambda value: q0_per_network)
+    results: list[LyapunovResult | None] = [None] * count
+    for indices in groups.values():
+        group = _group_spectra(indices, [models[i] for i in indices], [xs[i] for i in indices], [h0s[i] for i in indices],
+                               [q0s[i] for i in indices] if q0_per_network else q0, full_state, nonfinite, options)
+        for position, result in zip(indices, group):
+            results[position] = result
+    return results
+
+
+_KEEP_OPTIONS = ("ftle", "q_vectors", "q_every", "q_steps", "q_columns", "r_matrices")
+_RUN_DEFAULTS = {"warmup": 0, "t_on": 1, "k": None, "seed": 0, "orientation": "forward", "method": "auto",
+                 "qr": "householder", "input_jacobians": False, "differentiable": False}
+_SPECTRA_OPTIONS = set(_KEEP_OPTIONS) | set(_RUN_DEFAULTS)
+
+
+def _per_network(name: str, value: object, count: int, is_per_network) -> list:
+    """One value per network: ``value`` itself for each when shared, its entries when given per network."""
+    if not is_per_network(value):
+        return [value] * count
+    if len(value) != count:
+        raise ValueError(f"{name} gives {len(value)} per-network entries but there are {count} models; they must match")
+    return list(value)
+
+
+def _group_key(model: object, full_state: bool, index: int) -> tuple:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            f"models[{index}]: each must be a supported network (nn.RNN, nn.LSTM, nn.GRU, lyapbook cells), got "
+            f"{type(model).__name__}"
         )
-    elapsed = (steps - warmup) * system.dt
-    per_sequence = total / elapsed
-    if not bool(torch.isfinite(per_sequence).all()):
+    as_system(model, full_state)  # the single-network checks (unsupported module, NaN weights, full_state)
+    return configuration(model)
+
+
+def _group_spectra(indices, models, xs, h0s, q0, full_state, nonfinite, options) -> list[LyapunovResult]:
+    """Networks of one configuration, validated one by one, computed as one batch, split again."""
+    keep = {name: options[name] for name in _KEEP_OPTIONS if name in options}
+    run_options = {**_RUN_DEFAULTS, **{name: options[name] for name in _RUN_DEFAULTS if name in options}}
+    with torch.set_grad_enabled(run_options["differentiable"] and torch.is_grad_enabled()):
+        inputs, states = [], []
+        for x, h0, model in zip(xs, h0s, models):
+            single = resolve_system(model, full_state, run_options["differentiable"])
+            x, h0 = single.prepare(check_inputs(single, x), h0)
+            steps, x = (x, None) if isinstance(x, int) else (x.shape[1], x)
+            state = initial_state(single, h0, x)
+            check_dtypes(single, state, x)
+            inputs.append(x)
+            states.append(state)
+        if len({tuple(state.shape) for state in states}) > 1 or len({None if x is None else x.shape[1] for x in inputs}) > 1:
+            raise ValueError("x/h0: every network must have the same number of sequences and steps")
+        if isinstance(q0, list):  # one frame per network
+            q0 = torch.cat(q0)
+        system = as_group_system(models, full_state, differentiable=run_options["differentiable"])
+        run = build_run(system, None if inputs[0] is None else torch.cat(inputs), torch.cat(states), steps, q0=q0,
+                        groups=len(models), **run_options)
+        raw = _reduce(run, **keep)
+    rows = states[0].shape[0]
+    blocks = [slice(g * rows, (g + 1) * rows) for g in range(len(models))]
+    bad = [index for index, block in zip(indices, blocks) if not bool(torch.isfinite(raw["per_row"][block]).all())]
+    if bad and nonfinite == "raise":
+        raise FloatingPointError(
+            f"the spectra of models {bad} are not finite: their trajectories left every bounded region; exclude "
+            "them, or pass nonfinite='nan' to get NaN for them beside the others' results"
+        )
+    _warn(raw, run, blocks, stacklevel=4)
+    return [_result(raw, run, block, check_finite=False) for block in blocks]
+
+
+def _reduce(run: Run, *, ftle=False, q_vectors=False, q_every=None, q_steps=None, q_columns=None, r_matrices=False) -> dict:
+    """Stream the run through the reducers it needs; return their raw outputs, every row of the batch."""
+    counts = run.qr_counts()
+    kept = _frame_selection(counts, run, q_vectors, q_every, q_steps, q_columns)
+    preallocate = not run.differentiable
+    spectrum = SpectrumReducer(run.batch, run.k, run.state, in_place=not run.differentiable)
+    reducers = [spectrum]
+    log_r = LogRReducer(len(counts), preallocate, spectrum.tiny) if ftle else None
+    frames = FrameReducer(kept[0], kept[1], preallocate, run.warmup) if kept else None
+    r = RMatrixReducer(len(counts), preallocate) if r_matrices else None
+    jacobians = InputJacobianReducer(run.steps - run.warmup, preallocate) if run.input_jacobian else None
+    reducers += [reducer for reducer in (log_r, frames, r, jacobians) if reducer is not None]
+    state = run.state
+    for step in run.stream():
+        for reducer in reducers:
+            reducer.update(step)
+        state = step.state
+    raw = {"per_row": spectrum.total / ((run.steps - run.warmup) * run.system.dt), "final_state": state,
+           "collapsed": spectrum.collapsed, "floored": spectrum.floored}
+    times = torch.tensor(counts, dtype=run.state.dtype, device=run.state.device) * run.system.dt
+    if log_r is not None or r is not None:
+        raw["times"] = times
+    if log_r is not None:
+        raw["log_r"] = log_r.values.result()
+        raw["ftle"] = raw["log_r"].cumsum(dim=1) / times[None, :, None]
+    if frames is not None:
+        raw["q"] = frames.values.result()
+        raw["q_times"] = torch.tensor(sorted(kept[0]), dtype=run.state.dtype, device=run.state.device) * run.system.dt
+    if r is not None:
+        raw["r"] = r.values.result()
+    if jacobians is not None:
+        raw["input_jacobian"] = jacobians.values.result()
+    return raw
+
+
+def _frame_selection(counts, run, q_vectors, q_every, q_steps, q_columns) -> tuple[list[int], int] | None:
+    """(step counts whose frames to keep, columns to keep), or None when no frame is kept."""
+    if not (q_vectors or q_every is not None or q_steps is not None or q_columns is not None):
+        return None
+    if q_every is not None and q_steps is not None:
+        raise ValueError("give q_every or q_steps, not both")
+    kept = list(counts)
+    if q_every is not None:
+        every = check_count("q_every", q_every, 1)
+        kept = counts[every - 1 :: every]
+        if not kept:
+            raise ValueError(f"q_every={every} keeps no frame: the run has {len(counts)} QR steps after warm-up")
+    if q_steps is not None:
+        allowed = set(counts)
+        kept = sorted({check_count("q_steps entries", s, 1) for s in q_steps})
+        missing = [s for s in kept if s not in allowed]
+        if missing:
+            raise ValueError(
+                f"q_steps: {missing} are not QR steps; with t_on={run.t_on} and {run.steps - run.warmup} accumulated "
+                f"steps, frames exist after steps {counts[:6]}{' ...' if len(counts) > 6 else ''} (multiples of t_on and the last)"
+            )
+    columns = run.k if q_columns is None else check_count("q_columns", q_columns, 1)
+    if columns > run.k:
+        raise ValueError(f"q_columns must be in [1, k = {run.k}], got {columns}")
+    return kept, columns
+
+
+def _warn(raw: dict, run: Run, blocks: list[slice] | None = None, *, stacklevel: int) -> None:
+    """One warning per kind of trouble; for a group, naming the networks (``blocks``: their rows)."""
+    blocks = [slice(None)] if blocks is None else blocks
+    dtype = run.state.dtype
+    for flag, message in (
+        ("collapsed", "a tangent vector collapsed to zero (R_ii = 0){where}: its log stretch was clamped to "
+                      f"log({torch.finfo(dtype).tiny:.1e}); the affected exponents are lower bounds"),
+        ("floored", "rounding floor{where}: at some QR step the smallest stretch R_kk fell below 10 eps x R_11 in "
+                    f"{dtype}, so the lowest exponents are rounding errors (too high); re-orthonormalise more often "
+                    f"(t_on={run.t_on} now){' or compute in float64' if dtype != torch.float64 else ''}"),
+    ):
+        hit = [g for g, rows in enumerate(blocks) if bool(raw[flag][rows].any())]
+        if hit:
+            where = "" if len(blocks) == 1 else f" (networks {hit[:10]}{' ...' if len(hit) > 10 else ''})"
+            warnings.warn(message.format(where=where), RuntimeWarning, stacklevel=stacklevel)
+
+
+def _result(raw: dict, run: Run, rows: slice, check_finite: bool = True) -> LyapunovResult:
+    per_sequence = raw["per_row"][rows]
+    if check_finite and not bool(torch.isfinite(per_sequence).all()):
         raise FloatingPointError(
             "the spectrum is not finite: the trajectory left every bounded region (state or "
             "Jacobian became inf/NaN). Check h0, x and the system's parameters."
         )
     per_sequence = per_sequence.sort(dim=-1, descending=True).values
-    extras = {}
-    if ftle:
-        log_r_all = torch.stack(log_rs, dim=1)
-        times = torch.tensor(qr_steps, dtype=state.dtype, device=state.device) * system.dt
-        extras.update(times=times, log_r=log_r_all, ftle=log_r_all.cumsum(dim=1) / times[None, :, None])
-    if q_vectors:
-        extras["q"] = torch.stack(frames, dim=1)
+    extras = {name: raw[name][rows] for name in ("ftle", "log_r", "q", "r", "input_jacobian") if name in raw}
+    extras.update({name: raw[name] for name in ("times", "q_times") if name in raw})
     return LyapunovResult(
         exponents=per_sequence.mean(dim=0),
         per_sequence=per_sequence,
         std=per_sequence.std(dim=0, unbiased=False),
-        dt=system.dt,
-        steps=steps - warmup,
-        warmup=warmup,
-        t_on=t_on,
-        final_state=state,
+        dt=run.system.dt,
+        steps=run.steps - run.warmup,
+        warmup=run.warmup,
+        t_on=run.t_on,
+        final_state=raw["final_state"][rows],
+        orientation="transposed" if run.transpose else "forward",
         **extras,
     )
-
-
-def _check_system(system: object, full_state: bool) -> DynamicalSystem:
-    if isinstance(system, torch.nn.Module):
-        return as_system(system, full_state)
-    if not isinstance(system, DynamicalSystem):
-        raise TypeError(
-            f"system must be a lyapbook.systems.DynamicalSystem or a supported recurrent network, got "
-            f"{type(system).__name__}; subclass DynamicalSystem (state_dim, step, ideally jacobian) for your own map"
-        )
-    return system
-
-
-def _check_x(system: DynamicalSystem, x: torch.Tensor | int) -> tuple[int, torch.Tensor | None]:
-    """Return (number of steps, inputs or None)."""
-    if system.input_dim == 0:
-        if isinstance(x, bool) or not isinstance(x, int):
-            raise TypeError(
-                f"x: {type(system).__name__} is autonomous (no input); pass the number of steps as "
-                f"an int, got {type(x).__name__}"
-            )
-        if x < 1:
-            raise ValueError(f"x: the number of steps must be at least 1, got {x}")
-        return x, None
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(
-            f"x: {type(system).__name__} is driven by input; pass a tensor (batch, time, "
-            f"{system.input_dim}), got {type(x).__name__}"
-        )
-    if x.ndim != 3 or x.shape[-1] != system.input_dim:
-        raise ValueError(
-            f"x must have shape (batch, time, {system.input_dim}), got {tuple(x.shape)}"
-            + ("; add a batch axis with x.unsqueeze(0)" if x.ndim == 2 and x.shape[-1] == system.input_dim else "")
-        )
-    if x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"x must hold at least one sequence of at least one step, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains NaN or inf values")
-    return x.shape[1], x
-
-
-def _check_h0(system: DynamicalSystem, h0: torch.Tensor | None, inputs: torch.Tensor | None) -> torch.Tensor:
-    batch = inputs.shape[0] if inputs is not None else system.parameters_batch()
-    if h0 is None:
-        dtype = inputs.dtype if inputs is not None else torch.float64
-        device = inputs.device if inputs is not None else "cpu"
-        return system.initial_state(batch or 1, dtype=dtype, device=device)
-    if not isinstance(h0, torch.Tensor):
-        raise TypeError(f"h0 must be a tensor (batch, {system.state_dim}) or None, got {type(h0).__name__}")
-    if h0.ndim != 2 or h0.shape[1] != system.state_dim:
-        hint = "; add a batch axis with h0.unsqueeze(0)" if h0.ndim == 1 and h0.shape[0] == system.state_dim else ""
-        raise ValueError(f"h0 must have shape (batch, {system.state_dim}), got {tuple(h0.shape)}{hint}")
-    if batch is not None and h0.shape[0] != batch:
-        source = "x" if inputs is not None else "the system's batched parameters"
-        raise ValueError(f"h0 has batch size {h0.shape[0]} but {source} has batch size {batch}; they must match")
-    if not h0.is_floating_point():
-        raise TypeError(f"h0 must be a floating-point tensor, got dtype {h0.dtype}")
-    if not bool(torch.isfinite(h0).all()):
-        raise ValueError("h0 contains NaN or inf values")
-    if inputs is not None and inputs.device != h0.device:
-        raise ValueError(f"x is on {inputs.device} but h0 is on {h0.device}; move both to one device")
-    return h0.clone()
-
-
-def _check_schedule(n: int, steps: int, warmup: int, t_on: int, k: int | None) -> int:
-    for name, value in (("warmup", warmup), ("t_on", t_on)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if warmup < 0 or warmup >= steps:
-        raise ValueError(f"warmup must be in [0, {steps - 1}] (it counts steps of x, which has {steps}), got {warmup}")
-    if t_on < 1:
-        raise ValueError(f"t_on must be at least 1, got {t_on}")
-    if k is None:
-        return n
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k must be an int in [1, {n}] (the number of exponents, the tangent dimension), got {k!r}")
-    return k
-
-
-def _initial_frame(q0: str | torch.Tensor, batch: int, n: int, k: int, seed: int, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(q0, torch.Tensor):
-        if q0.shape != (batch, n, k):
-            raise ValueError(f"q0 must have shape (batch, n, k) = {(batch, n, k)}, got {tuple(q0.shape)}")
-        return q0.to(dtype=like.dtype, device=like.device)
-    if q0 == "random":
-        return random_orthonormal(batch, n, k, seed=seed, dtype=like.dtype, device=like.device)
-    if q0 == "identity":
-        eye = torch.eye(n, k, dtype=like.dtype, device=like.device)
-        return eye.expand(batch, n, k).clone()
-    raise ValueError(f"q0 must be 'random', 'identity' or a tensor (batch, n, k), got {q0!r}")

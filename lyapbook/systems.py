@@ -33,12 +33,32 @@ class DynamicalSystem:
     by default the Jacobian is over the whole state. :meth:`jacobian` defaults to autograd
     (``torch.func.vmap(torch.func.jacrev(step))``): correct for any differentiable ``step``,
     but slower than an analytic Jacobian, which subclasses should provide.
+
+    What the Lyapunov engine calls, and what a subclass may override to make it faster:
+
+    - :meth:`step_with_jacobian` (next state and J together; default: :meth:`step` and
+      :meth:`jacobian`), used when J is formed;
+    - :meth:`step_with_tangent` (next state and J @ Q for a frame Q of k vectors; default:
+      forms J), used instead when :meth:`prefers_matrix_free` says so: override both to apply
+      J without forming it when k << tangent_dim;
+    - :meth:`input_jacobian` (dF/dx; default: autograd), when input Jacobians are asked for.
     """
 
     state_dim: int
     input_dim: int = 0
     dt: float = 1.0
     batch_first: bool = True  # the layout of input tensors handed to the engine
+    unbatched_input: bool = False  # accept x (time, features) as one sequence, as nn.LSTM does
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype of the system's own parameters, which states and inputs must share; ``None`` if it has none."""
+        return None
+
+    @property
+    def device(self) -> torch.device | None:
+        """The device of the system's own parameters, where states and inputs must be; ``None`` if it has none."""
+        return None
 
     @property
     def tangent_dim(self) -> int:
@@ -67,6 +87,36 @@ class DynamicalSystem:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (next state, Jacobian at the current state); override to share work."""
         return self.step(state, x), self.jacobian(state, x)
+
+    def step_with_tangent(
+        self, state: torch.Tensor, x: torch.Tensor | None, tangent: torch.Tensor, *, transpose: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next state, J @ tangent), or J^T @ tangent with ``transpose=True``.
+
+        ``tangent`` is (batch, tangent_dim, k). This default forms J with
+        :meth:`step_with_jacobian`; a subclass that can apply J to k vectors for less than the
+        cost of forming it overrides this (and :meth:`prefers_matrix_free`).
+        """
+        new_state, jac = self.step_with_jacobian(state, x)
+        return new_state, (jac.mT if transpose else jac) @ tangent
+
+    def prefers_matrix_free(self, k: int) -> bool:
+        """Whether :meth:`step_with_tangent` with k vectors is cheaper than forming J (the engine's
+        ``method="auto"``). By default: exactly when a subclass overrides ``step_with_tangent``."""
+        return type(self).step_with_tangent is not DynamicalSystem.step_with_tangent
+
+    def input_jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """dF/dx at (state, x), shape (batch, tangent_dim, input_dim); autograd by default.
+
+        The autograd default assumes ``tangent_dim == state_dim``.
+        """
+        if x is None:
+            raise ValueError(f"{type(self).__name__} is autonomous: it has no input to differentiate")
+
+        def single(h: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+            return self.step(h.unsqueeze(0), xt.unsqueeze(0)).squeeze(0)
+
+        return torch.func.vmap(torch.func.jacrev(single, argnums=1), in_dims=(0, 0))(state, x)
 
     def prepare(self, x: object, h0: object) -> tuple[object, object]:
         """Bring inputs and an initial state from a model's own layout to the engine's:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import lyapbook
+from lyapbook.reference import autograd_jacobian, reference_step
 from lyapbook.rnn import LEM, AntisymmetricRNN, CellSystem, CoRNN, LipschitzRNN, NoisyRNN, Rank1Reservoir, StackedCells
 
 CELLS = {
@@ -26,14 +27,9 @@ def make(name):
     return cell
 
 
-def autograd_jacobian(cell, state, x_t, n):
-    def f(tangent):
-        full = torch.cat([tangent, state[:, n:]], dim=-1)
-        return cell.cell_step(full, x_t)[:, :n]
-
-    full_jac = torch.autograd.functional.jacobian(f, state[:, :n])
-    rows = torch.arange(state.shape[0])
-    return full_jac[rows, :, rows, :]
+def cell_autograd_jacobian(cell, state, x_t, n):
+    """The reference Jacobian over the first n coordinates of the cell's state (n = its tangent size)."""
+    return autograd_jacobian(cell, state, x_t, full_state=n > cell.hidden_size)
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -45,7 +41,7 @@ def test_cell_jacobian_matches_autograd(name, full_state):
     new_state, jac = cell.step_with_jacobian(state, x_t, full_state)
     assert torch.allclose(new_state, cell.cell_step(state, x_t), rtol=0, atol=1e-13)
     n = cell.tangent_size(full_state)
-    expected = autograd_jacobian(cell, state, x_t, n)
+    expected = cell_autograd_jacobian(cell, state, x_t, n)
     assert jac.shape == expected.shape == (4, n, n)
     assert (jac - expected).abs().max() <= 1e-10 * expected.abs().max()
 
@@ -90,11 +86,12 @@ def test_noisy_rnn_is_noisy_only_in_training():
 @pytest.mark.parametrize("name", CELLS)
 def test_sum_of_exponents_is_mean_log_det(name):
     cell = make(name)
-    system = CellSystem(cell, full_state=True)
+    full_state = cell.aux_size > 0  # the whole state; without auxiliary state that is the hidden vector
+    system = CellSystem(cell, full_state=full_state)
     steps = 60
     x = torch.randn(2, steps, 3, dtype=torch.float64) if cell.input_size else steps
     state = system.initial_state(2)
-    result = lyapbook.lyapunov_spectrum(cell, x, state, full_state=True, warmup=5, t_on=3)
+    result = lyapbook.lyapunov_spectrum(cell, x, state, full_state=full_state, warmup=5, t_on=3)
     log_det = []
     for t in range(steps):
         state, jac = system.step_with_jacobian(state, x[:, t] if cell.input_size else None)
@@ -134,21 +131,16 @@ STACKABLE = {
 }
 
 
-def stack_step(cells, state, x_t):
-    """One step of the stack through each cell's differentiable cell_step."""
-    new, start, layer_input = [], 0, x_t
-    for cell in cells:
-        layer_new = cell.cell_step(state[:, start : start + cell.state_size], layer_input)
-        new.append(layer_new)
-        layer_input = layer_new[:, : cell.hidden_size]
-        start += cell.state_size
-    return torch.cat(new, dim=-1)
+STACK_CASES = [
+    (name, layers, bias, full_state)
+    for name in STACKABLE
+    for layers in (1, 2, 3)
+    for bias in (True, False)
+    for full_state in ((False, True) if name in ("cornn", "lem") else (False,))  # full state = hidden otherwise
+]
 
 
-@pytest.mark.parametrize("name", STACKABLE)
-@pytest.mark.parametrize("layers", [1, 2, 3])
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("full_state", [False, True])
+@pytest.mark.parametrize("name, layers, bias, full_state", STACK_CASES)
 def test_stacked_cell_jacobians_match_autograd(name, layers, bias, full_state):
     torch.manual_seed(layers)
     sizes = [3, 5, 4, 6][: layers + 1]
@@ -158,15 +150,8 @@ def test_stacked_cell_jacobians_match_autograd(name, layers, bias, full_state):
     state = torch.randn(3, system.state_dim, dtype=torch.float64)
     x_t = torch.randn(3, 3, dtype=torch.float64)
     new_state, jac = system.step_with_jacobian(state, x_t)
-    assert torch.allclose(new_state, stack_step(cells, state, x_t), rtol=0, atol=1e-13)
-    index = system.tangent_index()
-
-    def f(tangent):
-        return stack_step(cells, state.index_copy(1, index, tangent), x_t)[:, index]
-
-    full_jac = torch.autograd.functional.jacobian(f, state[:, index])
-    rows = torch.arange(3)
-    expected = full_jac[rows, :, rows, :]
+    assert torch.allclose(new_state, reference_step(stack)[1](state, x_t), rtol=0, atol=1e-13)
+    expected = autograd_jacobian(stack, state, x_t, full_state=full_state)
     assert jac.shape == expected.shape == (3, system.tangent_dim, system.tangent_dim)
     assert (jac - expected).abs().max() <= 1e-10 * expected.abs().max()
 

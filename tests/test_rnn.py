@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import lyapbook
+from lyapbook.reference import autograd_jacobian, reference_step
 from lyapbook.rnn import TorchRNN
 
 
@@ -33,22 +34,7 @@ def make(kind, layers=2, bias=True, batch_first=False, hidden=5, inputs=3):
 
 def module_step(system, state, x_t):
     """One step of the module's own forward, on the system's state layout."""
-    x = x_t.unsqueeze(1) if system.batch_first else x_t.unsqueeze(0)
-    _, new = system.module(x, system.state_to_module(state))
-    return system.state_from_module(new)
-
-
-def autograd_jacobian(system, state, x_t):
-    cols = system.tangent_index()
-
-    def f(tangent):
-        full = state.clone()
-        full[:, cols] = tangent
-        return module_step(system, full, x_t)[:, cols]
-
-    full_jac = torch.autograd.functional.jacobian(f, state[:, cols])  # (B, n, B, n)
-    rows = torch.arange(state.shape[0])
-    return full_jac[rows, :, rows, :]
+    return reference_step(system.module)[1](state, x_t)
 
 
 CASES = [
@@ -67,7 +53,7 @@ def test_jacobian_matches_autograd(kind, layers, bias, full_state):
     x_t = torch.randn(4, 3)
     new_state, jac = system.step_with_jacobian(state, x_t)
     assert torch.allclose(new_state, module_step(system, state, x_t), rtol=0, atol=1e-13)
-    expected = autograd_jacobian(system, state, x_t)
+    expected = autograd_jacobian(system.module, state, x_t, full_state=full_state)
     assert jac.shape == expected.shape == (4, system.tangent_dim, system.tangent_dim)
     assert (jac - expected).abs().max() <= 1e-10 * expected.abs().max()
 
@@ -156,7 +142,7 @@ def test_sum_of_exponents_is_mean_log_det_for_an_lstm():
         (lambda: TorchRNN(nn.LSTM(3, 4, bidirectional=True)), ValueError, "bidirectional"),
         (lambda: TorchRNN(nn.LSTM(3, 4, proj_size=2)), ValueError, "proj_size"),
         (lambda: lyapbook.lyapunov_spectrum(nn.Transformer(d_model=8, nhead=2, batch_first=True), torch.zeros(5, 1, 8)), TypeError, "model: Transformer is not supported"),
-        (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 2)), ValueError, r"x must have shape \(batch, time, 3\)"),
+        (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 2)), ValueError, r"x must have shape \(time, batch, 3\), got \(5, 1, 2\)"),
         (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 3), k=5), ValueError, r"k must be an int in \[1, 4\]"),
         (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 3), torch.zeros(2, 1, 4)), ValueError, r"h0 must have shape \(num_layers, batch, hidden\)"),
         (lambda: lyapbook.lyapunov_spectrum(nn.LSTM(3, 4), torch.zeros(5, 1, 3), torch.zeros(1, 1, 4)), TypeError, r"tuple \(h0, c0\)"),

@@ -3,14 +3,8 @@
 import pytest
 import torch
 
+from lyapbook.reference import autograd_jacobian
 from lyapbook.systems import DynamicalSystem, Henon, Linear, Lorenz, trajectory
-
-
-def autograd_jacobian(system, state, x=None):
-    """Per-row Jacobians from autograd over the whole batch (rows are independent)."""
-    full = torch.autograd.functional.jacobian(lambda h: system.step(h, x), state)  # (B, n, B, n)
-    rows = torch.arange(state.shape[0])
-    return full[rows, :, rows, :]
 
 
 def assert_close(actual, expected):

@@ -2,35 +2,98 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from ..systems import DynamicalSystem
+from ..validation import check_dtypes, check_state, check_step_input
 from .cell_system import CellSystem
 from .cells import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN, Rank1Reservoir, RecurrentCell, StackedCells
 from .torch_rnn import TorchRNN
 
 __all__ = [
     "AntisymmetricRNN", "CellSystem", "CoRNN", "LEM", "LipschitzRNN", "NoisyRNN", "Rank1Reservoir",
-    "RecurrentCell", "StackedCells", "TorchRNN", "as_system", "jacobian",
+    "RecurrentCell", "StackedCells", "TorchRNN", "as_group_system", "as_system", "configuration", "jacobian",
 ]
 
 SUPPORTED = (
     "nn.RNN (tanh, relu), nn.LSTM, nn.GRU, lyapbook's cells (AntisymmetricRNN, CoRNN, LipschitzRNN, "
     "NoisyRNN, LEM, Rank1Reservoir, StackedCells), or a lyapbook.systems.DynamicalSystem"
 )
+_MODULES = (nn.RNN, nn.LSTM, nn.GRU, RecurrentCell, StackedCells)
 
 
-def as_system(model: object, full_state: bool = False) -> DynamicalSystem:
-    """The dynamical system behind ``model``: a system passes through, a supported module is wrapped."""
+def as_system(model: object, full_state: bool = False, *, differentiable: bool = False) -> DynamicalSystem:
+    """The dynamical system behind ``model``: a system passes through, a supported module is wrapped
+    (with ``differentiable``, computing with the module's parameters themselves)."""
     if isinstance(model, DynamicalSystem):
+        if full_state and not getattr(model, "full_state", False):
+            raise ValueError(
+                f"full_state=True: {type(model).__name__} is already a system with its own tangent space; "
+                "full_state applies when passing a network (nn.LSTM, CoRNN, LEM)"
+            )
         return model
     if isinstance(model, (nn.RNN, nn.LSTM, nn.GRU)):
-        return TorchRNN(model, full_state=full_state)
+        return TorchRNN(model, full_state=full_state, differentiable=differentiable)
     if isinstance(model, (RecurrentCell, StackedCells)):
-        return CellSystem(model, full_state=full_state)
-    kind = type(model).__name__
-    raise TypeError(f"model: {kind} is not supported; lyapunov_spectrum takes {SUPPORTED}")
+        return CellSystem(model, full_state=full_state, differentiable=differentiable)
+    raise TypeError(f"model: {type(model).__name__} is not supported; lyapunov_spectrum takes {SUPPORTED}{_inner_hint(model)}")
+
+
+def _inner_hint(model: object) -> str:
+    """For a user's module that wraps a supported one: where it is, and that it is what to pass."""
+    if not isinstance(model, nn.Module):
+        return ""
+    for name, module in model.named_modules():
+        if name and isinstance(module, _MODULES):
+            return (
+                f". It contains a supported {type(module).__name__} at model.{name}: pass that module, "
+                f"lyapunov_spectrum(model.{name}, x_seen_by_it), with the inputs it receives inside your model"
+            )
+    return ""
+
+
+def configuration(model: nn.Module) -> tuple:
+    """What must agree for networks to be computed as one group: types, sizes, hyperparameters,
+    the names, shapes, dtypes and devices of their tensors (not their values, and not what acts
+    only in training: dropout, noise levels)."""
+    ignored = {"training", "dropout", "sigma_add", "sigma_mult"}
+    parts = []
+    for name, module in model.named_modules():
+        settings = tuple(
+            sorted((key, value) for key, value in vars(module).items()
+                   if not key.startswith("_") and key not in ignored and isinstance(value, (bool, int, float, str)))
+        )
+        parts.append((name, type(module).__name__, settings))
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    parts.append(tuple((name, tuple(t.shape), t.dtype, str(t.device)) for name, t in tensors))
+    return tuple(parts)
+
+
+def as_group_system(models: Sequence[nn.Module], full_state: bool = False, *, differentiable: bool = False) -> DynamicalSystem:
+    """One system for networks of one configuration (see :func:`configuration`), each with its own weights.
+
+    Its batch holds G blocks of rows, block g for ``models[g]``.
+    """
+    first = models[0]
+    for index, model in enumerate(models):
+        if not isinstance(model, _MODULES):
+            raise TypeError(
+                f"models[{index}]: {type(model).__name__} is not supported; a group takes nn.RNN, nn.LSTM, nn.GRU, "
+                "lyapbook's cells or StackedCells"
+            )
+    key = configuration(first)
+    for index, model in enumerate(models[1:], start=1):
+        if configuration(model) != key:
+            raise ValueError(
+                f"models[{index}] differs in architecture or size from models[0] ({type(model).__name__} vs "
+                f"{type(first).__name__}); group only networks of one configuration"
+            )
+    if isinstance(first, (nn.RNN, nn.LSTM, nn.GRU)):
+        return TorchRNN.group(models, full_state, differentiable=differentiable)
+    return CellSystem.group(models, full_state, differentiable=differentiable)
 
 
 def jacobian(model: object, h: torch.Tensor | tuple, x_t: torch.Tensor | None = None, full_state: bool = False) -> torch.Tensor:
@@ -40,7 +103,7 @@ def jacobian(model: object, h: torch.Tensor | tuple, x_t: torch.Tensor | None = 
         model: a supported module or a :class:`~lyapbook.systems.DynamicalSystem`.
         h: (batch, state_dim), or a PyTorch module's own state layout ((layers, batch, hidden),
             or a tuple (h, c) for an LSTM).
-        x_t: (batch, input_size) input at this step.
+        x_t: (batch, input_size) input at this step (``None`` for an autonomous system).
         full_state: differentiate the full state (LSTM (h, c); coRNN and LEM (y, z)) rather
             than the hidden vector alone.
 
@@ -49,4 +112,7 @@ def jacobian(model: object, h: torch.Tensor | tuple, x_t: torch.Tensor | None = 
     """
     system = as_system(model, full_state)
     _, h = system.prepare(None, h)
+    h = check_state(system, h, None, name="h")
+    check_step_input(system, x_t, h.shape[0])
+    check_dtypes(system, h, x_t, state_name="h")
     return system.jacobian(h, x_t)

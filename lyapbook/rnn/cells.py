@@ -14,16 +14,15 @@ auxiliary state is held fixed when differentiating); with ``full_state=True`` it
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from .functional import linear, per_row, scale_rows, scaled, weight_matmul
+from .stack import LayerLinearization
+
 __all__ = ["RecurrentCell", "AntisymmetricRNN", "CoRNN", "LipschitzRNN", "NoisyRNN", "LEM", "Rank1Reservoir", "StackedCells"]
-
-
-def _scaled(coef: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """diag(coef) @ weight for a batch of coefficient vectors: (batch, r) x (r, c) -> (batch, r, c)."""
-    return coef.unsqueeze(-1) * weight
 
 
 def _plus_diagonal(matrix: torch.Tensor, values: torch.Tensor | float) -> torch.Tensor:
@@ -37,8 +36,37 @@ def _uniform_(module: nn.Module, scale: float) -> None:
         nn.init.uniform_(parameter, -scale, scale)
 
 
+def _total(*terms: torch.Tensor | None) -> torch.Tensor:
+    """The sum of the terms that are not None (a zero tangent contributes nothing)."""
+    present = [term for term in terms if term is not None]
+    total = present[0]
+    for term in present[1:]:
+        total = total + term
+    return total
+
+
+def _rows(coef: torch.Tensor) -> torch.Tensor:
+    """A per-row coefficient (B, c) broadcast over the K tangent rows of (B, K, c)."""
+    return coef.unsqueeze(1)
+
+
+def _maybe_linear(v: torch.Tensor | None, weight: torch.Tensor | None) -> torch.Tensor | None:
+    return None if v is None or weight is None else linear(v, weight)
+
+
+Tensors = Mapping[str, torch.Tensor]
+
+
 class RecurrentCell(nn.Module):
-    """Shared sequence loop, readout and state handling; subclasses define one step."""
+    """Shared sequence loop, readout and state handling; subclasses define one step.
+
+    A subclass writes its step once, as a function of a mapping of its tensors (parameters and
+    buffers by name, :meth:`tensors`): :meth:`linearize` returns the new state and the step's
+    :class:`~lyapbook.rnn.stack.LayerLinearization`, used by the Lyapunov engine; the training
+    step :meth:`cell_step` runs the same arithmetic on the cell's own parameters. The tensors
+    may carry a leading network axis (G, ...) to run a group of cells of one configuration at
+    once (see :mod:`lyapbook.rnn.functional`).
+    """
 
     hidden_size: int
     input_size: int
@@ -61,8 +89,24 @@ class RecurrentCell(nn.Module):
     def initial_state(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         return like.new_zeros(batch, self.state_size)
 
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The cell's parameters and buffers by name (``W.weight``, ...), as :meth:`linearize` takes them."""
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+
+    def derived(self, p: Tensors) -> dict[str, torch.Tensor]:
+        """Matrices the step builds from its parameters (keys starting with ``~``), which a caller running
+        many steps with unchanged parameters may compute once and add to ``p``; none by default."""
+        return {}
+
     def cell_step(self, state: torch.Tensor, x_t: torch.Tensor | None) -> torch.Tensor:
         """One differentiable step (batch, state_size) -> (batch, state_size); used for training."""
+        return self.linearize(self.tensors(), state, x_t, linear_part=False)[0]
+
+    def linearize(
+        self, p: Tensors, state: torch.Tensor, x_t: torch.Tensor | None, full_state: bool = False, *, linear_part: bool = True
+    ) -> tuple[torch.Tensor, LayerLinearization | None]:
+        """One deterministic step with the tensors ``p`` and, unless ``linear_part=False``, its linearisation
+        (over the hidden vector, or the whole state with ``full_state``)."""
         raise NotImplementedError
 
     def step_with_jacobian(
@@ -72,11 +116,13 @@ class RecurrentCell(nn.Module):
         new_state, jac, _ = self.step_with_jacobians(state, x_t, full_state, need_input=False)
         return new_state, jac
 
+    @torch.no_grad()
     def step_with_jacobians(
         self, state: torch.Tensor, x_t: torch.Tensor | None, full_state: bool = False, need_input: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """As :meth:`step_with_jacobian`, plus d(tangent)/d(x_t) (batch, n, input_size) if ``need_input``."""
-        raise NotImplementedError
+        new_state, linearization = self.linearize(self.tensors(), state, x_t, full_state)
+        return new_state, linearization.own(), linearization.wrt_input() if need_input else None
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.input_size and (x.ndim != 3 or x.shape[-1] != self.input_size):
@@ -94,8 +140,38 @@ class RecurrentCell(nn.Module):
             outputs = self.readout(outputs)
         return (outputs if self.batch_first else outputs.transpose(0, 1)), state
 
-    def _drive(self, layer: nn.Linear | None, x_t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | float:
-        return layer(x_t) if layer is not None and x_t is not None else 0.0
+    @staticmethod
+    def _drive(p: Tensors, name: str, x_t: torch.Tensor | None) -> torch.Tensor | float:
+        """The input layer ``name`` (an nn.Linear's weight and bias in p) applied to x_t; 0 without input."""
+        weight = p.get(f"{name}.weight")
+        return linear(x_t, weight, p.get(f"{name}.bias")) if weight is not None and x_t is not None else 0.0
+
+
+class _DiffusiveLinearization(LayerLinearization):
+    """h' = h + diag(s) (M h + V x) + (drift h): the antisymmetric and Lipschitz cells.
+
+    A = I + diag(s) M (+ drift), D = diag(s) V; ``drift`` is a matrix added unscaled (dt A of
+    the Lipschitz cell) or None.
+    """
+
+    def __init__(self, slope, matrix, input_weight, drift=None):
+        self.slope, self.matrix, self.input_weight, self.drift = slope, matrix, input_weight, drift
+        self.size = self.hidden = slope.shape[-1]
+
+    def own(self):
+        jac = scaled(self.slope, self.matrix)
+        if self.drift is not None:
+            jac = jac + per_row(self.drift, jac.shape[0], 2)
+        return _plus_diagonal(jac, 1.0)
+
+    def wrt_input(self):
+        return scaled(self.slope, self.input_weight)
+
+    def act(self, v, w):
+        through_slope = _total(_maybe_linear(v, self.matrix), _maybe_linear(w, self.input_weight)) * _rows(self.slope)
+        if v is None:
+            return through_slope
+        return _total(v, through_slope, _maybe_linear(v, self.drift))
 
 
 class AntisymmetricRNN(RecurrentCell):
@@ -114,21 +190,68 @@ class AntisymmetricRNN(RecurrentCell):
         if init_scale is not None:
             _uniform_(self, init_scale)
 
+    def _matrix(self, p: Tensors) -> torch.Tensor:
+        if "~matrix" in p:
+            return p["~matrix"]
+        W = p["W"]
+        eye = torch.eye(self.hidden_size, dtype=W.dtype, device=W.device)
+        return W - W.mT - self.gamma * eye
+
+    def derived(self, p):
+        return {"~matrix": self._matrix(p)}
+
     def recurrent_matrix(self) -> torch.Tensor:
-        eye = torch.eye(self.hidden_size, dtype=self.W.dtype, device=self.W.device)
-        return self.W - self.W.T - self.gamma * eye
+        return self._matrix(self.tensors())
 
-    def cell_step(self, state, x_t):
-        pre = state @ self.recurrent_matrix().T + self._drive(self.V, x_t, state)
-        return state + self.eps * torch.tanh(pre)
-
-    @torch.no_grad()
-    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
-        matrix = self.recurrent_matrix().to(state.dtype)
-        activation = torch.tanh(state @ matrix.T + self._drive(self.V, x_t, state))
+    def linearize(self, p, state, x_t, full_state=False, *, linear_part=True):
+        matrix = self._matrix(p)
+        activation = torch.tanh(linear(state, matrix) + self._drive(p, "V", x_t))
+        new_state = state + self.eps * activation
+        if not linear_part:
+            return new_state, None
         slope = self.eps * (1.0 - activation * activation)
-        wrt_input = _scaled(slope, self.V.weight) if need_input else None
-        return state + self.eps * activation, _plus_diagonal(_scaled(slope, matrix), 1.0), wrt_input
+        return new_state, _DiffusiveLinearization(slope, matrix, p.get("V.weight"))
+
+
+class _CoRNNLinearization(LayerLinearization):
+    """z' = z + dt (tanh(W y + W_z z + V u + b) - gamma y - eps z), y' = y + dt z':
+    dz'/dy = s W - dt gamma I, dz'/dz = s W_z + (1 - dt eps) I, dz'/du = s V (s = dt tanh'),
+    dy'/dv = dt dz'/dv (+ I for v = y)."""
+
+    def __init__(self, cell, slope, p, full_state):
+        self.cell, self.slope, self.full_state = cell, slope, full_state
+        self.W, self.W_z, self.V = p["W.weight"], p["W_z.weight"], p.get("V.weight")
+        self.hidden = slope.shape[-1]
+        self.size = 2 * self.hidden if full_state else self.hidden
+
+    def own(self):
+        cell = self.cell
+        dz_dy = _plus_diagonal(scaled(self.slope, self.W), -cell.dt * cell.gamma)
+        dy_dy = _plus_diagonal(cell.dt * dz_dy, 1.0)
+        if not self.full_state:
+            return dy_dy
+        dz_dz = _plus_diagonal(scaled(self.slope, self.W_z), 1.0 - cell.dt * cell.eps)
+        top = torch.cat([dy_dy, cell.dt * dz_dz], dim=-1)
+        bottom = torch.cat([dz_dy, dz_dz], dim=-1)
+        return torch.cat([top, bottom], dim=-2)
+
+    def wrt_input(self):
+        dz_du = scaled(self.slope, self.V)
+        if not self.full_state:
+            return self.cell.dt * dz_du
+        return torch.cat([self.cell.dt * dz_du, dz_du], dim=-2)
+
+    def act(self, v, w):
+        cell, n = self.cell, self.hidden
+        v_y = None if v is None else v[..., :n]
+        v_z = v[..., n:] if self.full_state and v is not None else None
+        dz = _total(_maybe_linear(v_y, self.W), _maybe_linear(v_z, self.W_z), _maybe_linear(w, self.V)) * _rows(self.slope)
+        if v_y is not None:
+            dz = dz - (cell.dt * cell.gamma) * v_y
+        if v_z is not None:
+            dz = dz + (1.0 - cell.dt * cell.eps) * v_z
+        dy = cell.dt * dz if v_y is None else v_y + cell.dt * dz
+        return torch.cat([dy, dz], dim=-1) if self.full_state else dy
 
 
 class CoRNN(RecurrentCell):
@@ -148,32 +271,16 @@ class CoRNN(RecurrentCell):
         if init_scale is not None:
             _uniform_(self, init_scale)
 
-    def _parts(self, state, x_t):
+    def linearize(self, p, state, x_t, full_state=False, *, linear_part=True):
         n = self.hidden_size
         y, z = state[:, :n], state[:, n:]
-        activation = torch.tanh(self.W(y) + self.W_z(z) + self._drive(self.V, x_t, state))
+        activation = torch.tanh(linear(y, p["W.weight"]) + linear(z, p["W_z.weight"]) + self._drive(p, "V", x_t))
         new_z = z + self.dt * (activation - self.gamma * y - self.eps * z)
-        return y, z, activation, new_z, y + self.dt * new_z
-
-    def cell_step(self, state, x_t):
-        *_, new_z, new_y = self._parts(state, x_t)
-        return torch.cat([new_y, new_z], dim=-1)
-
-    @torch.no_grad()
-    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
-        y, z, activation, new_z, new_y = self._parts(state, x_t)
+        new_state = torch.cat([y + self.dt * new_z, new_z], dim=-1)
+        if not linear_part:
+            return new_state, None
         slope = self.dt * (1.0 - activation * activation)
-        dz_dy = _plus_diagonal(_scaled(slope, self.W.weight.to(state.dtype)), -self.dt * self.gamma)
-        dy_dy = _plus_diagonal(self.dt * dz_dy, 1.0)
-        new_state = torch.cat([new_y, new_z], dim=-1)
-        dz_du = _scaled(slope, self.V.weight) if need_input else None
-        if not full_state:
-            return new_state, dy_dy, None if dz_du is None else self.dt * dz_du
-        dz_dz = _plus_diagonal(_scaled(slope, self.W_z.weight.to(state.dtype)), 1.0 - self.dt * self.eps)
-        top = torch.cat([dy_dy, self.dt * dz_dz], dim=-1)
-        bottom = torch.cat([dz_dy, dz_dz], dim=-1)
-        wrt_input = None if dz_du is None else torch.cat([self.dt * dz_du, dz_du], dim=-2)
-        return new_state, torch.cat([top, bottom], dim=-2), wrt_input
+        return new_state, _CoRNNLinearization(self, slope, p, full_state)
 
 
 class LipschitzRNN(RecurrentCell):
@@ -199,27 +306,29 @@ class LipschitzRNN(RecurrentCell):
 
     @staticmethod
     def _compose(M: torch.Tensor, beta: float, gamma: float) -> torch.Tensor:
-        eye = torch.eye(M.shape[0], dtype=M.dtype, device=M.device)
-        return (1.0 - beta) * (M + M.T) + beta * (M - M.T) - gamma * eye
+        eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+        return (1.0 - beta) * (M + M.mT) + beta * (M - M.mT) - gamma * eye
+
+    def _matrices(self, p: Tensors) -> tuple[torch.Tensor, torch.Tensor]:
+        if "~A" in p:
+            return p["~A"], p["~W"]
+        return self._compose(p["M_A"], self.beta_a, self.gamma_a), self._compose(p["M_W"], self.beta_w, self.gamma_w)
+
+    def derived(self, p):
+        A, W = self._matrices(p)
+        return {"~A": A, "~W": W}
 
     def matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._compose(self.M_A, self.beta_a, self.gamma_a), self._compose(self.M_W, self.beta_w, self.gamma_w)
+        return self._matrices(self.tensors())
 
-    def _drift(self, state, x_t):
-        A, W = self.matrices()
-        activation = torch.tanh(state @ W.T + self._drive(self.U, x_t, state))
-        return state @ A.T + activation, activation, A, W
-
-    def cell_step(self, state, x_t):
-        return state + self.dt * self._drift(state, x_t)[0]
-
-    @torch.no_grad()
-    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
-        drift, activation, A, W = self._drift(state, x_t)
+    def linearize(self, p, state, x_t, full_state=False, *, linear_part=True):
+        A, W = self._matrices(p)
+        activation = torch.tanh(linear(state, W) + self._drive(p, "U", x_t))
+        new_state = state + self.dt * (linear(state, A) + activation)
+        if not linear_part:
+            return new_state, None
         slope = self.dt * (1.0 - activation * activation)
-        jac = _scaled(slope, W.to(state.dtype)) + self.dt * A.to(state.dtype)
-        wrt_input = _scaled(slope, self.U.weight) if need_input else None
-        return state + self.dt * drift, _plus_diagonal(jac, 1.0), wrt_input
+        return new_state, _DiffusiveLinearization(slope, W, p.get("U.weight"), drift=self.dt * A)
 
 
 class NoisyRNN(LipschitzRNN):
@@ -244,6 +353,60 @@ class NoisyRNN(LipschitzRNN):
         return new_state
 
 
+class _LEMLinearization(LayerLinearization):
+    """A variable v (y_{n-1} or u_n) enters through gate 1, gate 2, the z-candidate, the y-candidate:
+    dz_n/dv = diag(coef1) M_1 + diag(coef_z) M_z,
+    dy_n/dv = diag(coef2) M_2 + diag(through_z) (M_y + W_y dz_n/dv)   (M = W for y, V for u);
+    with the full state also dz_n/dz = diag(1 - dt_n), dy_n/dz = diag(through_z) W_y diag(1 - dt_n)."""
+
+    def __init__(self, coef1, coef_z, coef2, through_z, step1, step2, p, full_state):
+        self.coef1, self.coef_z, self.coef2, self.through_z = coef1, coef_z, coef2, through_z
+        self.step1, self.step2, self.full_state = step1, step2, full_state
+        self.W, self.W_y, self.V = p["W.weight"], p["W_y.weight"], p.get("V.weight")
+        self.hidden = coef1.shape[-1]
+        self.size = 2 * self.hidden if full_state else self.hidden
+
+    def own(self):
+        n, W = self.hidden, self.W
+        dz_dy = scaled(self.coef1, W[..., :n, :]) + scaled(self.coef_z, W[..., 2 * n :, :])
+        dy_dy = scaled(self.coef2, W[..., n : 2 * n, :]) + scale_rows(self.through_z, weight_matmul(self.W_y, dz_dy))
+        _plus_diagonal(dy_dy, 1.0 - self.step2)
+        if not self.full_state:
+            return dy_dy
+        dy_dz = scaled(self.through_z, self.W_y) * (1.0 - self.step1).unsqueeze(-2)  # W_y diag(1 - dt_n)
+        dz_dz = _plus_diagonal(dy_dy.new_zeros(dy_dy.shape[0], n, n), 1.0 - self.step1)
+        top = torch.cat([dy_dy, dy_dz], dim=-1)
+        bottom = torch.cat([dz_dy, dz_dz], dim=-1)
+        return torch.cat([top, bottom], dim=-2)
+
+    def wrt_input(self):
+        n, V = self.hidden, self.V
+        dz_du = scaled(self.coef1, V[..., :n, :]) + scaled(self.coef_z, V[..., 2 * n : 3 * n, :])
+        direct = per_row(V[..., 3 * n :, :], dz_du.shape[0], 2)
+        dy_du = scaled(self.coef2, V[..., n : 2 * n, :]) + scale_rows(self.through_z, direct + weight_matmul(self.W_y, dz_du))
+        return torch.cat([dy_du, dz_du], dim=-2) if self.full_state else dy_du
+
+    def act(self, v, w):
+        n = self.hidden
+        v_y = None if v is None else v[..., :n]
+        v_z = v[..., n:] if self.full_state and v is not None else None
+        from_y = _maybe_linear(v_y, self.W)  # (B, K, 3n): gates 1, 2 and the z-candidate
+        from_u = _maybe_linear(w, self.V)  # (B, K, 4n): the same, and the y-candidate
+
+        def part(k):
+            return _total(None if from_y is None else from_y[..., k * n : (k + 1) * n],
+                          None if from_u is None else from_u[..., k * n : (k + 1) * n])
+
+        dz = _rows(self.coef1) * part(0) + _rows(self.coef_z) * part(2)
+        if v_z is not None:
+            dz = dz + _rows(1.0 - self.step1) * v_z
+        through = _total(linear(dz, self.W_y), None if from_u is None else from_u[..., 3 * n :])
+        dy = _rows(self.coef2) * part(1) + _rows(self.through_z) * through
+        if v_y is not None:
+            dy = dy + _rows(1.0 - self.step2) * v_y
+        return torch.cat([dy, dz], dim=-1) if self.full_state else dy
+
+
 class LEM(RecurrentCell):
     """Long expressive memory (Rusch et al., 2022), hidden y and memory z, learned time steps:
 
@@ -264,56 +427,53 @@ class LEM(RecurrentCell):
         if init_scale is not None:
             _uniform_(self, init_scale)
 
-    def _parts(self, state, x_t):
+    def linearize(self, p, state, x_t, full_state=False, *, linear_part=True):
         n = self.hidden_size
         y, z = state[:, :n], state[:, n:]
-        drive = self.V(x_t) if self.V is not None else (self.b if self.b is not None else y.new_zeros(4 * n))
-        from_y = self.W(y)
+        if "V.weight" in p:
+            drive = linear(x_t, p["V.weight"], p.get("V.bias"))
+        else:
+            drive = per_row(p["b"], y.shape[0]) if "b" in p else y.new_zeros(4 * n)
+        from_y = linear(y, p["W.weight"])
         gate1 = torch.sigmoid(from_y[:, :n] + drive[..., :n])
         gate2 = torch.sigmoid(from_y[:, n : 2 * n] + drive[..., n : 2 * n])
         tz = torch.tanh(from_y[:, 2 * n :] + drive[..., 2 * n : 3 * n])
         step1, step2 = self.dt * gate1, self.dt * gate2
         new_z = (1.0 - step1) * z + step1 * tz
-        ty = torch.tanh(self.W_y(new_z) + drive[..., 3 * n :])
+        ty = torch.tanh(linear(new_z, p["W_y.weight"]) + drive[..., 3 * n :])
         new_y = (1.0 - step2) * y + step2 * ty
-        return y, z, gate1, gate2, tz, ty, new_z, new_y
-
-    def cell_step(self, state, x_t):
-        *_, new_z, new_y = self._parts(state, x_t)
-        return torch.cat([new_y, new_z], dim=-1)
-
-    @torch.no_grad()
-    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
-        n = self.hidden_size
-        y, z, gate1, gate2, tz, ty, new_z, new_y = self._parts(state, x_t)
-        W = self.W.weight.to(state.dtype)
-        W_y = self.W_y.weight.to(state.dtype)
-        step1, step2 = self.dt * gate1, self.dt * gate2
-        # dz_n/dy = diag(dt g1(1-g1)(tz - z)) W_1 + diag(dt_n (1 - tz^2)) W_z
+        new_state = torch.cat([new_y, new_z], dim=-1)
+        if not linear_part:
+            return new_state, None
         coef1 = self.dt * gate1 * (1.0 - gate1) * (tz - z)  # through dt_n
         coef_z = step1 * (1.0 - tz * tz)  # through tanh(W_z y + V_z u + b_z)
         coef2 = self.dt * gate2 * (1.0 - gate2) * (ty - y)  # through dt'_n
         through_z = step2 * (1.0 - ty * ty)  # dy_n/dz_n = diag(through_z) W_y
-        # A variable v (y_{n-1} or u_n) enters through gate 1, gate 2, the z-candidate, the y-candidate:
-        # dz_n/dv = diag(coef1) M_1 + diag(coef_z) M_z,
-        # dy_n/dv = diag(coef2) M_2 + diag(through_z) (M_y + W_y dz_n/dv)   (M = W for y, V for u).
-        dz_dy = _scaled(coef1, W[:n]) + _scaled(coef_z, W[2 * n :])
-        dy_dy = _scaled(coef2, W[n : 2 * n]) + _scaled(through_z, W_y @ dz_dy)
-        _plus_diagonal(dy_dy, 1.0 - step2)
-        new_state = torch.cat([new_y, new_z], dim=-1)
-        wrt_input = None
-        if need_input:
-            V = self.V.weight
-            dz_du = _scaled(coef1, V[:n]) + _scaled(coef_z, V[2 * n : 3 * n])
-            dy_du = _scaled(coef2, V[n : 2 * n]) + _scaled(through_z, V[3 * n :] + W_y @ dz_du)
-            wrt_input = torch.cat([dy_du, dz_du], dim=-2) if full_state else dy_du
-        if not full_state:
-            return new_state, dy_dy, wrt_input
-        dy_dz = _scaled(through_z, W_y) * (1.0 - step1).unsqueeze(-2)  # W_y diag(1 - dt_n)
-        dz_dz = _plus_diagonal(state.new_zeros(state.shape[0], n, n), 1.0 - step1)
-        top = torch.cat([dy_dy, dy_dz], dim=-1)
-        bottom = torch.cat([dz_dy, dz_dz], dim=-1)
-        return new_state, torch.cat([top, bottom], dim=-2), wrt_input
+        return new_state, _LEMLinearization(coef1, coef_z, coef2, through_z, step1, step2, p, full_state)
+
+
+class _ReservoirLinearization(LayerLinearization):
+    """x' = (1 - a) x + a (M tanh(x) + W_in u): A = (1 - a) I + a M diag(1 - tanh^2 x), D = a W_in."""
+
+    def __init__(self, alpha, matrix, slope, input_weight):
+        self.alpha, self.matrix, self.slope, self.input_weight = alpha, matrix, slope, input_weight
+        self.size = self.hidden = slope.shape[-1]
+
+    def own(self):
+        rows = self.slope.shape[0]
+        jac = self.alpha * per_row(self.matrix, rows, 2) * self.slope.unsqueeze(-2)  # column j scaled by tanh'(x_j)
+        return _plus_diagonal(jac, 1.0 - self.alpha)
+
+    def wrt_input(self):
+        rows = self.slope.shape[0]
+        weight = self.input_weight
+        expanded = weight.expand(rows, -1, -1) if weight.ndim == 2 else per_row(weight, rows, 2)
+        return self.alpha * expanded
+
+    def act(self, v, w):
+        through_rate = None if v is None else linear(v * _rows(self.slope), self.matrix)
+        driven = _total(through_rate, _maybe_linear(w, self.input_weight)) * self.alpha
+        return driven if v is None else (1.0 - self.alpha) * v + driven
 
 
 class Rank1Reservoir(RecurrentCell):
@@ -346,29 +506,31 @@ class Rank1Reservoir(RecurrentCell):
         noise = 0.5 * torch.randn(batch, self.state_size, generator=generator, dtype=torch.float64)
         return noise.to(dtype=like.dtype, device=like.device)
 
+    def _effective(self, p: Tensors) -> torch.Tensor:
+        if "~effective" in p:
+            return p["~effective"]
+        return self.g * p["J"] + p["w_f"].unsqueeze(-1) * p["w_out"].unsqueeze(-2)
+
+    def derived(self, p):
+        return {"~effective": self._effective(p)}
+
     def effective_matrix(self) -> torch.Tensor:
         """g J + w_f w_out^T: the recurrence the fed-back network actually runs."""
-        return self.g * self.J + torch.outer(self.w_f, self.w_out)
+        return self._effective(self.tensors())
 
-    def cell_step(self, state, x_t):
+    def linearize(self, p, state, x_t, full_state=False, *, linear_part=True):
         rate = torch.tanh(state)
-        drive = rate @ self.effective_matrix().T + self._drive(self.W_in, x_t, state)
-        return state + (self.dt / self.tau) * (drive - state)
+        matrix = self._effective(p)
+        alpha = self.dt / self.tau
+        new_state = state + alpha * (linear(rate, matrix) + self._drive(p, "W_in", x_t) - state)
+        if not linear_part:
+            return new_state, None
+        return new_state, _ReservoirLinearization(alpha, matrix, 1.0 - rate * rate, p.get("W_in.weight"))
 
     def forward(self, x, state=None):
         outputs, state = super().forward(x, state)
         z = torch.tanh(outputs) @ self.w_out
         return z.unsqueeze(-1), state
-
-    @torch.no_grad()
-    def step_with_jacobians(self, state, x_t, full_state=False, need_input=False):
-        rate = torch.tanh(state)
-        matrix = self.effective_matrix().to(state.dtype)
-        alpha = self.dt / self.tau
-        new_state = state + alpha * (rate @ matrix.T + self._drive(self.W_in, x_t, state) - state)
-        jac = alpha * matrix * (1.0 - rate * rate).unsqueeze(-2)  # column j scaled by tanh'(x_j)
-        wrt_input = alpha * self.W_in.weight.expand(state.shape[0], -1, -1) if need_input else None
-        return new_state, _plus_diagonal(jac, 1.0 - alpha), wrt_input
 
 
 class StackedCells(nn.Module):

@@ -1,15 +1,50 @@
-"""One step of a stack of recurrent layers and its block lower-triangular Jacobian (Eq. 2.6)."""
+"""One step of a stack of recurrent layers, linearised: its block lower-triangular Jacobian (Eq. 2.6),
+that Jacobian applied to tangent vectors without forming it, and the Jacobian with respect to the input.
+
+Each layer's step returns its new state and a :class:`LayerLinearization`: the layer's own
+Jacobian A_k = d(layer tangent)/d(its tangent at t-1) and input Jacobian D_k = d(layer
+tangent)/d(its input), which can be formed as matrices or applied to vectors. The stack's
+Jacobian has blocks (k, k) = A_k and (k, j < k) = D_k (rows of h^{k-1} in block row k-1).
+
+Tangent vectors travel as *rows*: a frame of K vectors is (batch, K, n). Applying a layer to
+them is a matmul of the rows with the (stacked) weights, which PyTorch runs as one GEMM over
+all batch * K rows, followed by elementwise gate factors.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
-__all__ = ["LayerStep", "advance_stack", "check_finite_parameters"]
+__all__ = ["LayerLinearization", "check_finite_parameters", "stack_apply", "stack_input_jacobian", "stack_jacobian"]
 
-# (layer state, layer input, need input Jacobian) -> (new state, own Jacobian, input Jacobian)
-LayerStep = Callable[[torch.Tensor, torch.Tensor | None, bool], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]
+
+class LayerLinearization:
+    """The linear part of one layer's step at one state and input.
+
+    Attributes:
+        size: the layer's tangent dimension n_k.
+        hidden: its first ``hidden`` tangent coordinates are the layer's output h (the next layer's input).
+    """
+
+    size: int
+    hidden: int
+
+    def own(self) -> torch.Tensor:
+        """A_k, (batch, n_k, n_k)."""
+        raise NotImplementedError
+
+    def wrt_input(self) -> torch.Tensor:
+        """D_k, (batch, n_k, input size of the layer)."""
+        raise NotImplementedError
+
+    def act(self, v: torch.Tensor | None, w: torch.Tensor | None) -> torch.Tensor:
+        """Rows of A_k v + D_k w without forming A_k or D_k: v (batch, K, n_k), w (batch, K, input) -> (batch, K, n_k).
+
+        Either may be ``None`` (a zero tangent), not both.
+        """
+        raise NotImplementedError
 
 
 def check_finite_parameters(model: torch.nn.Module) -> None:
@@ -19,46 +54,49 @@ def check_finite_parameters(model: torch.nn.Module) -> None:
             raise ValueError(f"model: parameter {name} contains NaN or inf values")
 
 
-def advance_stack(
-    state: torch.Tensor,
-    x: torch.Tensor | None,
-    steps: Sequence[LayerStep],
-    state_sizes: Sequence[int],
-    tangent_sizes: Sequence[int],
-    hidden_sizes: Sequence[int],
-    with_jacobian: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Advance every layer once, layer k taking layer k-1's new hidden vector as its input.
+def stack_jacobian(layers: Sequence[LayerLinearization]) -> torch.Tensor:
+    """The stack's Jacobian (batch, N, N), N = sum of the layers' tangent sizes.
 
-    Args:
-        state: (batch, sum(state_sizes)), the layers' states concatenated, layer 1 first.
-        x: (batch, input) external input of layer 1.
-        steps: one function per layer; ``own`` is d(layer tangent)/d(its tangent at t-1), (batch,
-            n_k, n_k), and ``wrt_input`` d(layer tangent)/d(its input), (batch, n_k, hidden_{k-1}).
-        state_sizes, tangent_sizes, hidden_sizes: per layer; a layer's hidden vector is the first
-            ``hidden`` entries of its state and of its tangent.
-
-    Returns:
-        (new state, Jacobian (batch, sum(tangent_sizes), sum(tangent_sizes)) or None). Block (k, j)
-        for j < k is D_k @ (rows of h^{k-1}_t in block row k-1): the composition of Eq. (2.6).
+    Block (k, j) for j < k is D_k @ (rows of h^{k-1} in block row k-1): the composition of Eq. (2.6).
     """
-    batch = state.shape[0]
-    total = sum(tangent_sizes)
-    jac = state.new_zeros(batch, total, total) if with_jacobian else None
-    new_states, layer_input, input_rows = [], x, None
-    state_start = tangent_start = 0
-    for k, step in enumerate(steps):
-        layer_state = state[:, state_start : state_start + state_sizes[k]]
-        new_state, own, wrt_input = step(layer_state, layer_input, with_jacobian and k > 0)
-        new_states.append(new_state)
-        if with_jacobian:
-            block = slice(tangent_start, tangent_start + tangent_sizes[k])
-            jac[:, block, block] = own
-            if k > 0:
-                jac[:, block, :tangent_start] = wrt_input @ input_rows
-            end = tangent_start + tangent_sizes[k]
-            input_rows = jac[:, tangent_start : tangent_start + hidden_sizes[k], :end]
-        layer_input = new_state[:, : hidden_sizes[k]]
-        state_start += state_sizes[k]
-        tangent_start += tangent_sizes[k]
-    return torch.cat(new_states, dim=-1), jac
+    if len(layers) == 1:
+        return layers[0].own()
+    own = [layer.own() for layer in layers]
+    total = sum(layer.size for layer in layers)
+    jac = own[0].new_zeros(own[0].shape[0], total, total)
+    start, input_rows = 0, None
+    for k, layer in enumerate(layers):
+        block = slice(start, start + layer.size)
+        jac[:, block, block] = own[k]
+        if k > 0:
+            jac[:, block, :start] = layer.wrt_input() @ input_rows
+        input_rows = jac[:, start : start + layer.hidden, : start + layer.size]
+        start += layer.size
+    return jac
+
+
+def stack_apply(layers: Sequence[LayerLinearization], rows: torch.Tensor) -> torch.Tensor:
+    """Rows of J V for tangent rows V (batch, K, N), layer by layer, without forming J.
+
+    Layer k's new tangent is A_k v_k + D_k (new tangent of h^{k-1}): the same recursion as the
+    states themselves, one layer feeding the next.
+    """
+    out, start, below = [], 0, None
+    for layer in layers:
+        new = layer.act(rows[..., start : start + layer.size], below)
+        out.append(new)
+        below = new[..., : layer.hidden]
+        start += layer.size
+    return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
+
+
+def stack_input_jacobian(layers: Sequence[LayerLinearization]) -> torch.Tensor:
+    """d(state tangent)/d(x_t) for every layer, (batch, N, input size of layer 1).
+
+    Layer 1's block is D_1; layer k's is D_k applied to the h-rows of layer k-1's block.
+    """
+    blocks = [layers[0].wrt_input()]
+    for k in range(1, len(layers)):
+        below = blocks[-1][:, : layers[k - 1].hidden].mT  # rows: one per input coordinate
+        blocks.append(layers[k].act(None, below).mT)
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)

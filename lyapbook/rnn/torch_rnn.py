@@ -7,33 +7,34 @@ dh^k_t / dh^j_{t-1} = D_k D_{k-1} ... D_{j+1} A_j, where A_j = dh^j_t / dh^j_{t-
 layer's own recurrent Jacobian and D_i = dh^i_t / dh^{i-1}_t its input Jacobian.
 
 Every Jacobian is built from batched elementwise products of gate derivatives with weight
-matrices ``coef[:, :, None] * W[None]``: no per-unit loops and no diagonal matrices.
+matrices ``coef[:, :, None] * W[None]``: no per-unit loops and no diagonal matrices. Applied
+to k tangent vectors without being formed (``step_with_tangent``), it is one matmul of the
+stacked gate weights with all the batch's vectors, then the same gate derivatives
+elementwise: about k / n of the work of forming it, which pays when k << n.
 
 State layout (batch, state_dim): the layers' states concatenated, layer 1 first. For an LSTM
 a layer's state is (h, c). With ``full_state=False`` the LSTM's Jacobian covers only the
 hidden vectors h (the cell states are carried along but held fixed when differentiating,
 the convention of the dissertation's code); with ``full_state=True`` it covers (h, c).
+
+A group of modules of one configuration (:meth:`TorchRNN.group`) is one system whose weights
+carry a leading network axis; its batch holds each network's sequences in turn.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from ..systems import DynamicalSystem
-from .stack import advance_stack, check_finite_parameters
+from .functional import linear, scaled
+from .stack import LayerLinearization, check_finite_parameters, stack_apply, stack_input_jacobian, stack_jacobian
 
 __all__ = ["TorchRNN"]
 
-
-@dataclass(frozen=True)
-class _Layer:
-    w_ih: torch.Tensor  # (gates * n, m)
-    w_hh: torch.Tensor  # (gates * n, n)
-    b_ih: torch.Tensor | None
-    b_hh: torch.Tensor | None
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 class TorchRNN(DynamicalSystem):
@@ -44,9 +45,13 @@ class TorchRNN(DynamicalSystem):
             with ``proj_size > 0`` is not supported. Dropout between layers is not applied
             (exponents describe the network as evaluated).
         full_state: LSTM only: differentiate the full (h, c) state instead of h alone.
+        differentiable: compute with the module's parameters themselves, so that autograd
+            reaches them; by default with detached copies (no graph is built by any call).
     """
 
-    def __init__(self, module: nn.Module, full_state: bool = False):
+    unbatched_input = True
+
+    def __init__(self, module: nn.Module, full_state: bool = False, *, differentiable: bool = False):
         if not isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
             raise TypeError(f"module must be nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
         if module.bidirectional:
@@ -59,45 +64,107 @@ class TorchRNN(DynamicalSystem):
         check_finite_parameters(module)
         self.module = module
         self.kind = "LSTM" if isinstance(module, nn.LSTM) else "GRU" if isinstance(module, nn.GRU) else module.mode
+        if full_state and self.kind != "LSTM":
+            raise ValueError(
+                f"full_state=True: an {type(module).__name__} carries its hidden vector alone, so its spectrum already "
+                "covers its full state; full_state applies to nn.LSTM (h, c), CoRNN and LEM (y, z). Drop full_state."
+            )
         self.layers = module.num_layers
         self.hidden = module.hidden_size
         self.input_dim = module.input_size
         self.batch_first = module.batch_first
         self.is_lstm = self.kind == "LSTM"
-        self.full_state = bool(full_state) and self.is_lstm
+        self.full_state = bool(full_state)
+        self.differentiable = bool(differentiable)
         self.layer_state = 2 * self.hidden if self.is_lstm else self.hidden
         self.layer_tangent = 2 * self.hidden if self.full_state else self.hidden
         self.state_dim = self.layers * self.layer_state
+        self.groups: int | None = None
+        self._stacked: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def group(cls, modules: Sequence[nn.Module], full_state: bool = False, *, differentiable: bool = False) -> TorchRNN:
+        """One system for G modules of one configuration, each with its own weights.
+
+        The batch of this system holds G blocks of rows, block g belonging to ``modules[g]``;
+        the weights are stacked to (G, ...) when the group is made (a snapshot: train the
+        modules, then make the group). The caller checks that the configurations agree.
+        """
+        systems = [cls(module, full_state, differentiable=differentiable) for module in modules]
+        system = systems[0]
+        names = [name for name, _ in system.module.named_parameters()]
+        stacked = {name: torch.stack([getattr(module, name) for module in modules]) for name in names}
+        system._stacked = stacked if differentiable else {name: value.detach() for name, value in stacked.items()}
+        system.groups = len(modules)
+        return system
 
     @property
     def tangent_dim(self) -> int:
         return self.layers * self.layer_tangent
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.module.weight_hh_l0.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.weight_hh_l0.device
+
+    @property
+    def state_description(self) -> str:
+        """How the flat state is made up, for error messages."""
+        if self.is_lstm:
+            return (f"num_layers x (h, c) = {self.layers} x 2 x {self.hidden}; or the module's own layout, a tuple "
+                    f"(h0, c0) of (num_layers, batch, hidden) tensors")
+        return f"num_layers x hidden = {self.layers} x {self.hidden}; or the module's own (num_layers, batch, hidden)"
 
     def tangent_index(self) -> torch.Tensor:
         """(tangent_dim,) positions in the carried state of the coordinates J differentiates."""
         index = torch.arange(self.state_dim).reshape(self.layers, self.layer_state)
         return index[:, : self.layer_tangent].reshape(-1)
 
+    def prefers_matrix_free(self, k: int) -> bool:
+        """Apply J to k vectors without forming it when that is cheaper (see ``lyapunov_spectrum(method=)``).
+
+        Forming J costs about ``gates * n^2`` elementwise operations per layer and row (memory
+        bound), applying it ``gates * n^2 * k`` multiply-adds inside one GEMM (compute bound).
+        Measured per step on a CPU, the GEMM is faster up to k of about n / 4 (LSTM, GRU) to n / 2
+        (plain RNN), by 5-12x at k = 16, n = 1024; at n of a few dozen the two are equal. The
+        rule k <= n / 8 stays on the safe side of the crossover.
+        """
+        return 8 * k <= self.tangent_dim
+
     # ----------------------------------------------------------------------------------------
     # Conversions between the module's conventions and the system's (batch, ...) layout.
 
     def prepare(self, x, h0):
         """Inputs in the module's layout (``batch_first``), h0 in its own state layout or flat."""
-        if isinstance(h0, tuple) or (isinstance(h0, torch.Tensor) and h0.ndim == 3):
+        unbatched = (isinstance(h0, torch.Tensor) and h0.ndim == 2 and tuple(h0.shape) == (self.layers, self.hidden)
+                     and h0.shape[1] != self.state_dim)
+        if isinstance(h0, tuple) or (isinstance(h0, torch.Tensor) and h0.ndim == 3) or unbatched:
             h0 = self.state_from_module(h0)
         return super().prepare(x, h0)
 
     def state_from_module(self, h0: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """``h0`` as the module takes it ((layers, batch, n), or (h0, c0) for an LSTM) -> (batch, state_dim)."""
+        """``h0`` as the module takes it ((layers, batch, n), or (h0, c0) for an LSTM) -> (batch, state_dim).
+
+        Unbatched states ((layers, n), as ``nn.LSTM`` takes them with unbatched input) become one row.
+        """
         if self.is_lstm:
             if not (isinstance(h0, tuple) and len(h0) == 2):
                 raise TypeError("h0: an LSTM's initial state is a tuple (h0, c0) of (num_layers, batch, hidden) tensors")
-            h, c = h0
+            h, c = (self._batched(part) for part in h0)
             self._check_module_state(h, "h0[0]")
             self._check_module_state(c, "h0[1]")
             return torch.cat([h, c], dim=-1).permute(1, 0, 2).reshape(h.shape[1], -1)
+        h0 = self._batched(h0)
         self._check_module_state(h0, "h0")
         return h0.permute(1, 0, 2).reshape(h0.shape[1], -1)
+
+    def _batched(self, tensor: object) -> object:
+        if isinstance(tensor, torch.Tensor) and tensor.ndim == 2 and tensor.shape == (self.layers, self.hidden):
+            return tensor.unsqueeze(1)
+        return tensor
 
     def state_to_module(self, state: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(batch, state_dim) -> the module's own state layout."""
@@ -113,67 +180,151 @@ class TorchRNN(DynamicalSystem):
 
     # ----------------------------------------------------------------------------------------
 
-    def _weights(self, k: int, like: torch.Tensor) -> _Layer:
-        def get(name: str) -> torch.Tensor | None:
-            value = getattr(self.module, f"{name}_l{k}", None)
-            return None if value is None else value.detach().to(dtype=like.dtype, device=like.device)
-
-        return _Layer(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"))
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The weights by name (``weight_ih_l0``, ...): the module's own (detached unless ``differentiable``),
+        or stacked (G, ...) for a group."""
+        if self._stacked is not None:
+            return self._stacked
+        parameters = self.module.named_parameters()
+        return {name: value if self.differentiable else value.detach() for name, value in parameters}
 
     def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        return self._advance(state, x, with_jacobian=False)[0]
+        return self._advance(state, x, linearize=False)[0]
 
     def jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        return self._advance(state, x, with_jacobian=True)[1]
+        return stack_jacobian(self._advance(state, x)[1])
 
     def step_with_jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._advance(state, x, with_jacobian=True)
+        new_state, layers = self._advance(state, x)
+        return new_state, stack_jacobian(layers)
 
-    def _advance(self, state: torch.Tensor, x: torch.Tensor, with_jacobian: bool):
+    def step_with_tangent(
+        self, state: torch.Tensor, x: torch.Tensor | None, tangent: torch.Tensor, *, transpose: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next state, J @ tangent) without forming J; ``transpose=True`` forms J and returns J^T @ tangent."""
+        if transpose:
+            return super().step_with_tangent(state, x, tangent, transpose=True)
+        new_state, layers = self._advance(state, x)
+        return new_state, stack_apply(layers, tangent.mT).mT
+
+    def input_jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """d(tangent coordinates of the next state)/d(x_t), (batch, tangent_dim, input_dim), every layer."""
+        return stack_input_jacobian(self._advance(state, x)[1])
+
+    def _advance(self, state: torch.Tensor, x: torch.Tensor, linearize: bool = True):
         layer_fn = {"LSTM": _lstm_layer, "GRU": _gru_layer}.get(self.kind, _rnn_layer)
+        tensors = self.tensors()
+        new_states, linearizations, layer_input = [], [], x
+        for k in range(self.layers):
+            weights = [tensors.get(f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            layer_state = state[:, k * self.layer_state : (k + 1) * self.layer_state]
+            new_state, linearization = layer_fn(weights, layer_state, layer_input, self, linearize)
+            new_states.append(new_state)
+            linearizations.append(linearization)
+            layer_input = new_state[:, : self.hidden]
+        return torch.cat(new_states, dim=-1), linearizations
 
-        def layer(k: int):
-            weights = self._weights(k, state)
-            return lambda s, inp, need: layer_fn(weights, s, inp, with_jacobian, self.kind, self.full_state, need)
-
-        sizes = [self.layer_state] * self.layers
-        return advance_stack(
-            state, x, [layer(k) for k in range(self.layers)], sizes,
-            [self.layer_tangent] * self.layers, [self.hidden] * self.layers, with_jacobian,
-        )
 
 
-def _affine(weights: _Layer, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _affine(weights: list, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(W_ih x + b_ih, W_hh h + b_hh), each (batch, gates * n)."""
-    from_input = x @ weights.w_ih.T
-    from_hidden = h @ weights.w_hh.T
-    if weights.b_ih is not None:
-        from_input = from_input + weights.b_ih
-        from_hidden = from_hidden + weights.b_hh
+    w_ih, w_hh, b_ih, b_hh = weights
+    from_input = linear(x, w_ih)
+    from_hidden = linear(h, w_hh)
+    if b_ih is not None:
+        from_input = _add_bias(from_input, b_ih)
+        from_hidden = _add_bias(from_hidden, b_hh)
     return from_input, from_hidden
 
 
-def _scaled(coef: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """diag(coef) @ weight for a batch of coefficient vectors: (batch, r) x (r, c) -> (batch, r, c)."""
-    return coef.unsqueeze(-1) * weight
+def _add_bias(values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """values (B, c) + bias, for a shared bias (c,) or one per network (G, c)."""
+    if bias.ndim == 1:
+        return values + bias
+    return (values.reshape(bias.shape[0], -1, bias.shape[-1]) + bias.unsqueeze(1)).reshape(values.shape)
 
 
-def _rnn_layer(weights, h, x, with_jacobian, kind, full_state, need_input):
+def _tangent_products(v, w, w_hh, w_ih):
+    """v W_hh^T + w W_ih^T over tangent rows (either may be None): the pre-activation tangent."""
+    from_hidden = linear(v, w_hh) if v is not None else None
+    from_input = linear(w, w_ih) if w is not None else None
+    if from_hidden is None:
+        return from_input
+    return from_hidden if from_input is None else from_hidden + from_input
+
+
+def _rows(coef: torch.Tensor) -> torch.Tensor:
+    """A per-row coefficient (B, c) broadcast over the K tangent rows of (B, K, c)."""
+    return coef.unsqueeze(1)
+
+
+class _RNNLinearization(LayerLinearization):
+    """h' = phi(W_ih x + W_hh h + b): A = diag(phi') W_hh, D = diag(phi') W_ih."""
+
+    def __init__(self, slope, w_ih, w_hh):
+        self.slope, self.w_ih, self.w_hh = slope, w_ih, w_hh
+        self.size = self.hidden = slope.shape[-1]
+
+    def own(self):
+        return scaled(self.slope, self.w_hh)
+
+    def wrt_input(self):
+        return scaled(self.slope, self.w_ih)
+
+    def act(self, v, w):
+        return _tangent_products(v, w, self.w_hh, self.w_ih) * _rows(self.slope)
+
+
+def _rnn_layer(weights, h, x, system, linearize):
     pre = sum(_affine(weights, h, x))
-    if kind == "RNN_TANH":
+    if system.kind == "RNN_TANH":
         new_h = torch.tanh(pre)
-        slope = 1.0 - new_h * new_h
+        slope = 1.0 - new_h * new_h if linearize else None
     else:
         new_h = torch.relu(pre)
-        slope = (pre > 0).to(pre.dtype)
-    if not with_jacobian:
-        return new_h, None, None
-    own = _scaled(slope, weights.w_hh)
-    wrt_input = _scaled(slope, weights.w_ih) if need_input else None
-    return new_h, own, wrt_input
+        slope = (pre > 0).to(pre.dtype) if linearize else None
+    return new_h, (_RNNLinearization(slope, weights[0], weights[1]) if linearize else None)
 
 
-def _gru_layer(weights, h, x, with_jacobian, kind, full_state, need_input):
+class _GRULinearization(LayerLinearization):
+    """h' = (1 - z) n + z h:  dh'/dv = (h - n) dz/dv + (1 - z) dn/dv (+ diag(z) for v = h), with
+    dz/dv = z(1-z) W_z, dn/dv = (1 - n^2) [ r W_hn (v = h only) + hidden_n r(1-r) W_r  (+ W_in for v = x) ]."""
+
+    def __init__(self, r, z, dr, dz, dn, w_ih, w_hh):
+        self.r, self.z, self.dr, self.dz, self.dn, self.w_ih, self.w_hh = r, z, dr, dz, dn, w_ih, w_hh
+        self.size = self.hidden = z.shape[-1]
+
+    def _wrt(self, weight, candidate_coef):
+        n = self.size
+        return (scaled(self.dr, weight[..., :n, :]) + scaled(self.dz, weight[..., n : 2 * n, :])
+                + scaled(candidate_coef, weight[..., 2 * n :, :]))
+
+    def own(self):
+        own = self._wrt(self.w_hh, self.dn * self.r)
+        own.diagonal(dim1=-2, dim2=-1).add_(self.z)
+        return own
+
+    def wrt_input(self):
+        return self._wrt(self.w_ih, self.dn)
+
+    def act(self, v, w):
+        n = self.size
+        hidden = linear(v, self.w_hh) if v is not None else None
+        inputs = linear(w, self.w_ih) if w is not None else None
+        if hidden is None:
+            reset_update, candidate = inputs[..., : 2 * n], inputs[..., 2 * n :]
+        else:
+            candidate = _rows(self.r) * hidden[..., 2 * n :]
+            reset_update = hidden[..., : 2 * n]
+            if inputs is not None:
+                reset_update = reset_update + inputs[..., : 2 * n]
+                candidate = candidate + inputs[..., 2 * n :]
+        out = (_rows(self.dr) * reset_update[..., :n] + _rows(self.dz) * reset_update[..., n:]
+               + _rows(self.dn) * candidate)
+        return out if v is None else out + _rows(self.z) * v
+
+
+def _gru_layer(weights, h, x, system, linearize):
     n = h.shape[-1]
     from_input, from_hidden = _affine(weights, h, x)
     r = torch.sigmoid(from_input[:, :n] + from_hidden[:, :n])
@@ -181,24 +332,70 @@ def _gru_layer(weights, h, x, with_jacobian, kind, full_state, need_input):
     hidden_n = from_hidden[:, 2 * n :]  # W_hn h + b_hn
     cand = torch.tanh(from_input[:, 2 * n :] + r * hidden_n)
     new_h = (1.0 - z) * cand + z * h
-    if not with_jacobian:
-        return new_h, None, None
-    # h' = (1 - z) n + z h:  dh'/dv = (h - n) dz/dv + (1 - z) dn/dv (+ diag(z) for v = h), with
-    # dz/dv = z(1-z) W_z, dn/dv = (1 - n^2) [ r W_hn (v = h only) + hidden_n r(1-r) W_r  (+ W_in for v = x) ].
+    if not linearize:
+        return new_h, None
     dz = z * (1.0 - z) * (h - cand)
     dn = (1.0 - cand * cand) * (1.0 - z)
     dr = dn * hidden_n * r * (1.0 - r)
-
-    def wrt(weight: torch.Tensor, candidate_coef: torch.Tensor) -> torch.Tensor:
-        return _scaled(dr, weight[:n]) + _scaled(dz, weight[n : 2 * n]) + _scaled(candidate_coef, weight[2 * n :])
-
-    own = wrt(weights.w_hh, dn * r)
-    own.diagonal(dim1=-2, dim2=-1).add_(z)
-    wrt_input = wrt(weights.w_ih, dn) if need_input else None
-    return new_h, own, wrt_input
+    return new_h, _GRULinearization(r, z, dr, dz, dn, weights[0], weights[1])
 
 
-def _lstm_layer(weights, state, x, with_jacobian, kind, full_state, need_input):
+class _LSTMLinearization(LayerLinearization):
+    """c' = f c + i g, h' = o tanh(c'):  dc'/dv = sum over gates of coef_gate W_gate, and
+    dh'/dv = o (1 - tanh^2 c') dc'/dv + tanh(c') o(1-o) W_o; with the full state also
+    dh'/dc = o (1 - tanh^2 c') f and dc'/dc = f."""
+
+    def __init__(self, f, dtanh, coef_c, coef_o, w_ih, w_hh, full_state):
+        self.f, self.dtanh, self.coef_c, self.coef_o = f, dtanh, coef_c, coef_o
+        self.w_ih, self.w_hh, self.full_state = w_ih, w_hh, full_state
+        self.hidden = f.shape[-1]
+        self.size = 2 * self.hidden if full_state else self.hidden
+
+    def _gate_sum(self, coef, weight, gates):
+        """sum_g diag(coef_g) W_g over ``gates`` stacked gate blocks: (batch, n, columns)."""
+        n = self.hidden
+        return scaled(coef, weight[..., : gates * n, :]).unflatten(1, (gates, n)).sum(dim=1)
+
+    def _folded(self):
+        """dh'/d(pre-activations) with c held fixed: o (1 - tanh^2) folded into the c-gate coefficients, (B, 4n)."""
+        return torch.cat([self.coef_c * self.dtanh.repeat(1, 3), self.coef_o], dim=-1)
+
+    def _wrt(self, weight):
+        n = self.hidden
+        if not self.full_state:  # dh'/dv alone
+            return self._gate_sum(self._folded(), weight, 4), None
+        dc = self._gate_sum(self.coef_c, weight, 3)
+        return self.dtanh.unsqueeze(-1) * dc + scaled(self.coef_o, weight[..., 3 * n :, :]), dc
+
+    def own(self):
+        n = self.hidden
+        dh_dh, dc_dh = self._wrt(self.w_hh)
+        if not self.full_state:
+            return dh_dh
+        own = dh_dh.new_zeros(dh_dh.shape[0], 2 * n, 2 * n)
+        own[:, :n, :n] = dh_dh
+        own[:, n:, :n] = dc_dh
+        own[:, :n, n:].diagonal(dim1=-2, dim2=-1).copy_(self.dtanh * self.f)  # dh'/dc = o (1 - tanh^2 c') f
+        own[:, n:, n:].diagonal(dim1=-2, dim2=-1).copy_(self.f)  # dc'/dc = f
+        return own
+
+    def wrt_input(self):
+        dh_dx, dc_dx = self._wrt(self.w_ih)
+        return torch.cat([dh_dx, dc_dx], dim=1) if self.full_state else dh_dx
+
+    def act(self, v, w):
+        n = self.hidden
+        pre = _tangent_products(None if v is None else v[..., :n], w, self.w_hh, self.w_ih)
+        if not self.full_state:  # one product with the folded coefficients, one sum over the 4 gates
+            return (pre * _rows(self._folded())).unflatten(-1, (4, n)).sum(dim=-2)
+        dc = (pre[..., : 3 * n] * _rows(self.coef_c)).unflatten(-1, (3, n)).sum(dim=-2)
+        if self.full_state and v is not None:
+            dc = dc + _rows(self.f) * v[..., n:]
+        dh = _rows(self.dtanh) * dc + _rows(self.coef_o) * pre[..., 3 * n :]
+        return torch.cat([dh, dc], dim=-1) if self.full_state else dh
+
+
+def _lstm_layer(weights, state, x, system, linearize):
     n = state.shape[-1] // 2
     h, c = state[:, :n], state[:, n:]
     pre = sum(_affine(weights, h, x))
@@ -210,35 +407,9 @@ def _lstm_layer(weights, state, x, with_jacobian, kind, full_state, need_input):
     tanh_c = torch.tanh(new_c)
     new_h = o * tanh_c
     new_state = torch.cat([new_h, new_c], dim=-1)
-    if not with_jacobian:
-        return new_state, None, None
-    # c' = f c + i g, h' = o tanh(c'):  dc'/dv = sum over gates of coef_gate W_gate, and
-    # dh'/dv = o (1 - tanh^2 c') dc'/dv + tanh(c') o(1-o) W_o.
+    if not linearize:
+        return new_state, None
     dtanh = o * (1.0 - tanh_c * tanh_c)
     coef_c = torch.cat([g * i * (1.0 - i), c * f * (1.0 - f), i * (1.0 - g * g)], dim=-1)
     coef_o = tanh_c * o * (1.0 - o)
-
-    def gate_sum(coef: torch.Tensor, weight: torch.Tensor, gates: int) -> torch.Tensor:
-        """sum_g diag(coef_g) W_g over ``gates`` stacked gate blocks: (batch, n, columns)."""
-        return _scaled(coef, weight[: gates * n]).unflatten(1, (gates, n)).sum(dim=1)
-
-    def wrt(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if not full_state:  # dh'/dv alone: fold o (1 - tanh^2) into the c-gate coefficients
-            return gate_sum(torch.cat([coef_c * dtanh.repeat(1, 3), coef_o], dim=-1), weight, 4), None
-        dc = gate_sum(coef_c, weight, 3)
-        return _scaled(dtanh, dc) + _scaled(coef_o, weight[3 * n :]), dc
-
-    dh_dh, dc_dh = wrt(weights.w_hh)
-    if full_state:
-        own = state.new_zeros(state.shape[0], 2 * n, 2 * n)
-        own[:, :n, :n] = dh_dh
-        own[:, n:, :n] = dc_dh
-        own[:, :n, n:].diagonal(dim1=-2, dim2=-1).copy_(dtanh * f)  # dh'/dc = o (1 - tanh^2 c') f
-        own[:, n:, n:].diagonal(dim1=-2, dim2=-1).copy_(f)  # dc'/dc = f
-    else:
-        own = dh_dh
-    wrt_input = None
-    if need_input:
-        dh_dx, dc_dx = wrt(weights.w_ih)
-        wrt_input = torch.cat([dh_dx, dc_dx], dim=1) if full_state else dh_dx
-    return new_state, own, wrt_input
+    return new_state, _LSTMLinearization(f, dtanh, coef_c, coef_o, weights[0], weights[1], system.full_state)
