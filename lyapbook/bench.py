@@ -33,7 +33,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,8 +119,12 @@ def _dtype(options: argparse.Namespace) -> torch.dtype:
 def run_benchmark(
     arch: str, hidden: int, *, inputs: int = 32, batch: int = 10, steps: int = 100, t_on: int = 1,
     dtype: torch.dtype = torch.float32, baseline_steps: int = 10, device: str = "cpu", repeat: int = 3,
+    baselines: Sequence[str] = BASELINES, stages: bool = True,
 ) -> dict[str, float]:
     """Seconds for each method and stage of one configuration (QR every ``t_on`` steps).
+
+    ``baselines`` chooses which autograd baselines to time; ``stages=False`` times only the
+    spectrum and those baselines (no stage timings, no bare J@Q + QR).
 
     Keys: ``lyapbook``; ``bare J@Q + linalg.qr`` (the same number of batched products and
     ``torch.linalg.qr`` calls on random tensors); ``autograd`` (the engine with one autograd
@@ -167,21 +171,24 @@ def run_benchmark(
             if (t + 1) % t_on == 0 or t + 1 == steps:
                 torch.linalg.qr(product)
 
-    result = {
-        "lyapbook": timed(lambda: lyapunov_spectrum(module, x, t_on=t_on), repeat),
-        FLOOR: timed(bare, repeat),
-        "jacobian stage": timed(stage_jacobian, repeat),
-        "J@Q stage": timed(stage_product, repeat),
-    }
-    product_share = timed(stage_product, repeat) * n_qr / steps  # the products inside the QR timings
-    result["QR stage"] = timed(stage_qr, repeat) - product_share
-    result["torch.linalg.qr"] = timed(householder_qr, repeat) - product_share
-    for name in BASELINES:
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"baselines: unknown {unknown}; choose from {BASELINES}")
+    result = {"lyapbook": timed(lambda: lyapunov_spectrum(module, x, t_on=t_on), repeat)}
+    if stages:
+        result[FLOOR] = timed(bare, repeat)
+        result["jacobian stage"] = timed(stage_jacobian, repeat)
+        result["J@Q stage"] = timed(stage_product, repeat)
+        product_share = timed(stage_product, repeat) * n_qr / steps  # the products inside the QR timings
+        result["QR stage"] = timed(stage_qr, repeat) - product_share
+        result["torch.linalg.qr"] = timed(householder_qr, repeat) - product_share
+    for name in baselines:
         slow = AutogradSystem(module, name)
         result[name] = timed(lambda: lyapunov_spectrum(slow, x_short, t_on=t_on), repeat=1) * scale
-        result[f"{name} jacobian stage"] = timed(
-            lambda: [slow.jacobian(state, x[:, t]) for t in range(baseline_steps)], repeat=1
-        ) * scale
+        if stages:
+            result[f"{name} jacobian stage"] = timed(
+                lambda: [slow.jacobian(state, x[:, t]) for t in range(baseline_steps)], repeat=1
+            ) * scale
     return result
 
 

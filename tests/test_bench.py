@@ -71,3 +71,13 @@ def test_help_describes_every_option(capsys):
     for section in SECTIONS:
         assert section in out
     assert "steps between QR factorisations" in out and "torch CPU threads" in out
+
+
+def test_run_benchmark_times_only_what_is_asked():
+    from lyapbook.bench import run_benchmark
+
+    short = run_benchmark("gru", 3, inputs=2, batch=2, steps=4, baseline_steps=2, repeat=1,
+                          baselines=["autograd per sequence"], stages=False)
+    assert set(short) == {"lyapbook", "autograd per sequence"}
+    with pytest.raises(ValueError, match="baselines: unknown"):
+        run_benchmark("gru", 3, steps=2, baseline_steps=1, repeat=1, baselines=["autograd per row"])
