@@ -29,13 +29,7 @@ import torch
 from lyapbook import aelle
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small models: intra-op threads only wait on each other on a shared machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------- interpolation

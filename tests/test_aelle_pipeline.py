@@ -18,12 +18,7 @@ from lyapbook import aelle
 AE = dict(latent=2, epochs_per_stage=2, batch_size=16, lr=3e-3, progress=False, dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fake_zoo(n=40, epochs=(0, 1, 2, 3), seed=0, sizes=(4, 8)):

@@ -22,13 +22,7 @@ from lyapbook.tasks.training import evaluate, force_train, force_train_ensemble,
 TOLERANCE = 1e-10  # a few steps of float64 rounding, far below any training effect
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batched products gain nothing from a second thread, and a busy machine makes it spin."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
