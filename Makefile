@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= teaching
 CHAPTER ?=
+# OpenMP threads sleep between parallel regions instead of spinning: the book and the tests run
+# many small tensor operations, and spinning threads make them many times slower on a busy machine.
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
 .PHONY: book run render test golden environment clean help
 

@@ -1,5 +1,6 @@
 """The book machinery: profiles, chapters, publishing helpers, the runner and its errors."""
 
+import os
 import json
 import shutil
 import re
@@ -232,3 +233,14 @@ def test_rendered_html_numbers_and_labels_each_item(tiny_book):
     prose = "\n".join("".join(cell["source"]) for cell in reader["cells"] if cell["cell_type"] == "markdown")
     assert "See Fig. 1 and Table 1 ([Vogt, 2023])." in prose and "**Fig. 1.** A line of 5 points." in prose
     assert "{glue" not in prose and "{numref}" not in prose
+
+
+def test_kernels_get_passive_openmp_threads_unless_the_user_chose(monkeypatch):
+    from lyapbook.book import cli
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    cli.main(["render", "--profile", "no-such-profile"])  # refused at once; the environment is set first
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    cli.main(["render", "--profile", "no-such-profile"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
