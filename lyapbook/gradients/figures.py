@@ -33,14 +33,14 @@ def alignment_histogram_grid(axes, alignments: Mapping[str, torch.Tensor], q_set
 
     colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, len(sv_index)))
     out = {}
-    for row, (label, a) in zip(np.atleast_2d(axes), alignments.items()):
-        for ax, (name, index) in zip(row, q_sets.items()):
+    for r, (row, (label, a)) in enumerate(zip(np.atleast_2d(axes), alignments.items())):
+        for c, (ax, (name, index)) in enumerate(zip(row, q_sets.items())):
             dist = alignment_distribution(a, index, sv_index, bins=bins)
             centres = (0.5 * (dist.edges[1:] + dist.edges[:-1])).numpy()
             bottom = np.zeros(bins)
             for j, counts in enumerate(dist.counts.numpy()):
                 ax.bar(centres, counts, width=2.0 / bins, bottom=bottom, color=colours[j],
-                       label=f"{int(sv_index[j]) + 1}" if row is np.atleast_2d(axes)[0] and ax is row[0] else None)
+                       label=f"{int(sv_index[j]) + 1}" if r == 0 and c == 0 else None)
                 bottom += counts
             if baseline is not None:
                 for sign in (-1, 1):
