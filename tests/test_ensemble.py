@@ -152,9 +152,12 @@ def test_spectra_of_members_and_conversion_back_to_modules(digits):
     models = [build_model("lem", 8, 5, 10, init_p=0.4, seed=s).double() for s in range(2)]
     ensemble = Ensemble(models)
     train_ensemble(ensemble, train_split, val_split, epochs=1, seeds=[0, 1], batch_size=16)
-    spectra = member_spectra(ensemble, [1], val_split.x[:3], warmup=2)
-    alone = spectrum_callback(val_split.x[:3], warmup=2)(ensemble.member(1), 1)
-    assert torch.allclose(spectra[0]["spectrum"], alone["spectrum"])
+    spectra = member_spectra(ensemble, [1, 0], val_split.x[:3], warmup=2)  # one batched run
+    for j, batched in zip([1, 0], spectra):
+        alone = spectrum_callback(val_split.x[:3], warmup=2)(ensemble.member(j), 1)
+        assert torch.allclose(batched["spectrum"], alone["spectrum"])
+        assert torch.allclose(batched["spectrum_std"], alone["spectrum_std"])
+    assert not torch.allclose(spectra[0]["spectrum"], spectra[1]["spectrum"])  # in the order asked
     rebuilt = build_model("lem", 8, 5, 10, seed=99).double()
     rebuilt.load_state_dict(ensemble.state_dicts()[0])
     assert torch.equal(rebuilt(val_split.x[:4]), ensemble.member(0)(val_split.x[:4]))

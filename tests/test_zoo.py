@@ -75,16 +75,11 @@ def test_sizes_come_from_the_caller_and_missing_ones_are_named():
         sample_specs("smnist", hidden=16)
     with pytest.raises(ValueError, match="unknown size\\(s\\) depth; it takes per_arch, hidden, epochs"):
         sample_specs("smnist", per_arch=1, hidden=4, epochs=1, depth=2)
-    with pytest.raises(ValueError, match="zoo 'charrnn' takes its sizes as keywords"):
+    with pytest.raises(TypeError):  # sizes are keywords; there is no profile argument
         sample_specs("charrnn", "teaching")
     with pytest.raises(ValueError, match="zoo: unknown 'speech'"):
         sample_specs("speech")
     assert zoo_sizes("target_paper")[0] == ("per_g", "hidden", "epochs")
-    # Chapter 2 still names a profile (its sizes live in zoo.PROFILES until it passes them itself).
-    legacy = sample_specs("ch2_charrnn", "ci", seed=0)
-    assert legacy == sample_specs("ch2_charrnn", seed=0, count=4, hidden=8, epochs=1, train_size=64, dataset=None, batch_size=100)
-    with pytest.raises(ValueError, match="profile: unknown 'huge'"):
-        sample_specs("ch2_signal", "huge")
 
 
 def test_sequential_digits_zoo_holds_what_chapter_3_needs(zoos):
@@ -233,7 +228,7 @@ def test_a_dataset_missing_while_offline_fails_at_once_naming_the_file(tmp_path,
     specs = sample_specs("smnist", seed=0, **dict(CI["smnist"], dataset="mnist"))
     with pytest.raises(DownloadError, match="train-images-idx3-ubyte.gz is not in the cache and LYAPBOOK_OFFLINE is set.*place it at"):
         run_zoo(specs, cache=tmp_path / "zoo", progress=False)
-    chars = sample_specs("ch2_charrnn", "ci", seed=0)
+    chars = sample_specs("ch2_charrnn", seed=0, count=4, hidden=8, epochs=1, train_size=64)
     chars = [dataclasses.replace(s, dataset="war_and_peace") for s in chars]
     with pytest.raises(DownloadError, match="war_and_peace_pg2600.txt is not in the cache"):
         run_zoo(chars, cache=tmp_path / "zoo", progress=False)
@@ -253,9 +248,16 @@ def test_cache_entries_are_keyed_without_the_zoo_name(tmp_path):
     assert not list(tmp_path.rglob("*.part"))
 
 
-@pytest.mark.parametrize("zoo", ["ch2_evolution", "ch2_charrnn", "ch2_signal"])
+CH2_CI = {  # chapter 2's ci sizes, smaller still (chapters/profiles.yml holds the chapter's own)
+    "ch2_evolution": dict(ps=(0.04, 0.5), hidden=8, epochs=2, train_size=64),
+    "ch2_charrnn": dict(count=2, hidden=8, epochs=1, train_size=64),
+    "ch2_signal": dict(count=2, hidden=8, epochs=1, sequences=40),
+}
+
+
+@pytest.mark.parametrize("zoo", list(CH2_CI))
 def test_chapter_2_zoos_keep_their_columns(zoo, tmp_path):
-    specs = sample_specs(zoo, "ci", seed=0)
+    specs = sample_specs(zoo, seed=0, **CH2_CI[zoo])
     frame = run_zoo(specs, n_jobs=1, progress=False, cache=tmp_path)
     final = frame[frame.epoch == frame.epoch.max()]
     assert len(final) == len(specs) and all(np.isfinite(s).all() for s in final.spectrum)

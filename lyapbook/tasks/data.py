@@ -1,4 +1,4 @@
-"""The book's embedded datasets: small, deterministic, offline (DESIGN.md, "Data").
+"""The book's embedded datasets: small, deterministic, offline (downloads are in download.py).
 
 Each loader returns tensors ready for training; shapes are in the docstrings. Which text ships
 offline: the English prose of Python's own help pages (the standard library's

@@ -39,7 +39,7 @@ from .mocap import mocap_data
 from .models import ARCHITECTURES, CELL_OPTIONS, INITS, build_model
 from .training import OPTIMIZERS, force_train_ensemble
 
-__all__ = ["NetworkSpec", "ZOOS", "PROFILES", "ZOO_VERSION", "ZooCache", "sample_specs", "zoo_sizes", "train_network", "train_group",
+__all__ = ["NetworkSpec", "ZOOS", "ZOO_VERSION", "ZooCache", "sample_specs", "zoo_sizes", "train_network", "train_group",
            "check_datasets",
            "plan_groups", "run_zoo", "load_network", "network_key"]
 
@@ -98,28 +98,6 @@ class NetworkSpec:
     test_epochs: int = 1  # FORCE: free-running epochs after training
 
 
-# Sizes of the chapter-2 zoos per profile, for ``sample_specs(zoo, profile)`` until chapter 2 passes
-# its sizes itself; every zoo also takes its sizes as keywords (chapters keep them in profiles.yml).
-PROFILES = {
-    "ch2_evolution": {
-        "ci": dict(ps=(0.04, 0.5), hidden=8, epochs=3, train_size=64, dataset=None),
-        "teaching": dict(ps=(0.04, 0.08, 0.12, 0.16, 0.2, 0.5), hidden=48, epochs=15, train_size=None, dataset=None),
-        "paper": dict(ps=(0.04, 0.08, 0.12, 0.16, 0.2, 0.5), hidden=512, epochs=15, train_size=None,
-                      dataset="war_and_peace"),
-    },
-    "ch2_charrnn": {
-        "ci": dict(count=4, hidden=8, epochs=1, train_size=64, dataset=None, batch_size=100),
-        # The embedded text is 7x shorter than War and Peace: smaller batches give the networks
-        # enough updates per epoch to learn within the teaching budget.
-        "teaching": dict(count=12, hidden=48, epochs=10, train_size=None, dataset=None, batch_size=32),
-        "paper": dict(count=60, hidden=512, epochs=40, train_size=None, dataset="war_and_peace", batch_size=100),
-    },
-    "ch2_signal": {
-        "ci": dict(count=4, hidden=8, epochs=1, sequences=40),
-        "teaching": dict(count=16, hidden=32, epochs=10, sequences=300),
-        "paper": dict(count=30, hidden=256, epochs=20, sequences=2000),
-    },
-}
 # Bumped whenever training or data change what a spec produces; the default cache lives under it.
 # 4: target-learning rows hold the free run's first epoch; FORCE's products reordered (rounding);
 #    le_t_on added to NetworkSpec.
@@ -255,22 +233,14 @@ def zoo_sizes(zoo: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
             tuple(p.name for p in parameters if p.default is not inspect.Parameter.empty))
 
 
-def sample_specs(zoo: str, profile: str | None = None, seed: int = 0, **sizes) -> list[NetworkSpec]:
+def sample_specs(zoo: str, *, seed: int = 0, **sizes) -> list[NetworkSpec]:
     """The networks of ``zoo``, hyperparameters drawn from ``seed``, sizes from the caller.
 
     ``sample_specs("smnist", seed=0, per_arch=12, hidden=16, epochs=10)``: every size is a keyword
     (:func:`zoo_sizes` lists them; a chapter keeps them in its parameters cell and in
-    ``chapters/profiles.yml``). ``sample_specs(zoo, profile)`` takes a chapter-2 zoo's sizes from
-    :data:`PROFILES` (keywords override them), until chapter 2 passes its own.
+    ``chapters/profiles.yml``).
     """
     required, optional = zoo_sizes(zoo)
-    if profile is not None:
-        if zoo not in PROFILES:
-            raise ValueError(f"profile: zoo {zoo!r} takes its sizes as keywords, not from a profile: "
-                             f"sample_specs({zoo!r}, seed=..., {', '.join(f'{name}=...' for name in required)})")
-        if profile not in PROFILES[zoo]:
-            raise ValueError(f"profile: unknown {profile!r}; choose one of {', '.join(PROFILES[zoo])}")
-        sizes = {**PROFILES[zoo][profile], **sizes}
     unknown = sorted(set(sizes) - set(required) - set(optional))
     if unknown:
         raise ValueError(f"sample_specs({zoo!r}): unknown size(s) {', '.join(unknown)}; it takes "
