@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import joblib
@@ -118,7 +118,6 @@ class CheckpointRun:
     steps_run: int
     seconds_per_step: float
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
     @property
     def final_step(self) -> int:
