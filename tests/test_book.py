@@ -117,6 +117,11 @@ def test_helpers_save_record_and_validate_ids(tmp_path, monkeypatch):
     assert [cell.strip() for cell in rows[-1].strip("|").split("|")] == ["–", "–"] and "nan bread" in rows[-2]
     with pytest.raises(ValueError, match="item_id must look like 'fig-<chapter>-<name>'"):
         publish.figure(fig, "figure one", "caption")
+    # an equation's numerical check is a table with the equation's ID; a figure ID is not a table
+    publish.table(pd.DataFrame({"t": [1], "error": [1e-15]}), "eq-9-c", "Check")
+    assert (tmp_path / "tables" / "eq-9-c.csv").is_file()
+    with pytest.raises(ValueError, match="'tab-<chapter>-<name>' or 'eq-<chapter>-<name>'"):
+        publish.table(pd.DataFrame({"a": [1]}), "fig-9-a", "caption")
 
 
 TINY_CHAPTER = textwrap.dedent(

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lyapbook import gradients as lg
+from lyapbook.gradients import paper
 from lyapbook.tasks import build_model
 
 EXACT = 1e-12
@@ -408,11 +409,7 @@ def test_flip_experiment_refuses_bad_input():
 # ---------------------------------------------------------------------------------------------
 # the test of Table 4.1
 
-TABLE_4_1 = [  # k, mu_R - mu_rand, "Variance" (= sigma), p  (dissertation L1311-1321)
-    (1, -0.028, 0.009, 0.998), (5, -0.008, 0.084, 0.540), (10, 0.025, 0.303, 0.468),
-    (20, 0.313, 0.341, 0.179), (30, 0.260, 0.359, 0.234), (50, 0.794, 0.523, 0.065),
-    (75, 0.814, 0.475, 0.043), (100, 1.050, 0.530, 0.024), (200, 1.363, 0.824, 0.049),
-]
+TABLE_4_1 = paper.TABLE_4_1  # k, mu_R - mu_rand, "Variance" (= sigma), p  (dissertation L1311-1321)
 
 
 @pytest.mark.parametrize("k, delta, sigma, printed", TABLE_4_1)

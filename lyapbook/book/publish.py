@@ -58,12 +58,10 @@ def context() -> BookContext:
     )
 
 
-def _check_id(item_id: str, kind: str) -> None:
-    if not ITEM_ID.match(item_id) or not item_id.startswith(kind):
-        raise ValueError(
-            f"item_id must look like '{kind}-<chapter>-<name>' (an ID of lyapbook/book/inventory.yml), "
-            f"got {item_id!r}"
-        )
+def _check_id(item_id: str, *kinds: str) -> None:
+    if not ITEM_ID.match(item_id) or not item_id.startswith(tuple(f"{kind}-" for kind in kinds)):
+        shapes = " or ".join(f"'{kind}-<chapter>-<name>'" for kind in kinds)
+        raise ValueError(f"item_id must look like {shapes} (an ID of lyapbook/book/inventory.yml), got {item_id!r}")
 
 
 def _record(ctx: BookContext, item_id: str, kind: str, files: list[str], caption: str) -> None:
@@ -105,13 +103,14 @@ def figure(fig, item_id: str, caption: str, *, width: str = "100%") -> None:
 def table(
     frame: pd.DataFrame, item_id: str, caption: str, *, floatfmt: str = ".4g", scroll: bool = False
 ) -> None:
-    """Publish a DataFrame as numbered table ``item_id`` with ``caption``; CSV saved beside it.
+    """Publish a DataFrame as numbered table ``item_id`` (``tab-...``, or ``eq-...`` for the
+    numerical check of an equation) with ``caption``; CSV saved beside it.
 
     Missing values (NaN, None) show as a dash in the book and stay empty in the CSV. A table
     should fit the text column (round numbers, abbreviate headers, split it); ``scroll=True``
     lets one that cannot fit scroll sideways behind a visible scroll bar instead.
     """
-    _check_id(item_id, "tab")
+    _check_id(item_id, "tab", "eq")  # an equation's numerical check is published as a table
     ctx = context()
     if not ctx.in_book:
         display(frame)

@@ -9,6 +9,8 @@ What is here, by the dissertation's equations:
 * :mod:`.delta_v` — per-step, per-sequence Delta V_t (torch.func), its SVD, the participation ratio.
 * :mod:`.alignment` — Eq. (4.15) and the statistics of Figs 4.1, 4.2 and C2.
 * :mod:`.flips` — R-ordered input positions and the up/down flip protocol (Algorithm 3, Fig. 4.4).
+* :mod:`.engine` — Q, R and log R of a vanilla RNN from the engine; the Eq. (4.14) check; Eq. (4.15) for a
+  network and its sequences in one call.
 * :mod:`.significance` — Table 4.1's one-sided test and a Wilcoxon signed-rank test beside it.
 
 This package takes Q, R (or log R) as inputs and runs no QR recursion of its own: those come from
@@ -23,7 +25,11 @@ from .alignment import (
     singular_vector_index,
 )
 from .delta_v import GradientSVD, gradient_svd, participation_ratio, per_step_weight_gradients
-from .flips import FlipResult, ROrdering, as_sequence, check_permutation, flip_experiment, flip_images, r_ordered_positions
+from .engine import Eq414Check, GradientAlignment, VanillaRNNSystem, eq_4_14_check, gradient_alignment, qr_factors
+from .flips import (
+    FlipResult, ROrdering, as_sequence, check_permutation, flip_experiment, flip_images, flipped_probabilities,
+    r_ordered_positions,
+)
 from .identity import AutogradGradients, autograd_gradients, hidden_gradients_printed, hidden_gradients_qr, recurrent_weight_gradient
 from .model import (
     Trajectory, VanillaRNN, activation_derivative, cross_entropy_output_gradients, final_logits, rnn_forward, step_jacobians,
@@ -32,10 +38,11 @@ from .model import (
 from .significance import FlipSignificance, flip_significance, one_sided_p
 
 __all__ = [
-    "AlignmentDistribution", "AlignmentStdMap", "AutogradGradients", "FlipResult", "FlipSignificance", "GradientSVD",
+    "AlignmentDistribution", "AlignmentStdMap", "AutogradGradients", "Eq414Check", "GradientAlignment", "VanillaRNNSystem",
+    "eq_4_14_check", "gradient_alignment", "qr_factors", "FlipResult", "FlipSignificance", "GradientSVD",
     "QIndexSets", "ROrdering", "Trajectory", "VanillaRNN", "activation_derivative", "alignment", "alignment_distribution",
     "alignment_std_map", "as_sequence", "autograd_gradients", "check_permutation", "cross_entropy_output_gradients",
-    "final_logits", "flip_experiment", "flip_images", "flip_significance", "gradient_svd", "hidden_gradients_printed",
+    "final_logits", "flip_experiment", "flip_images", "flipped_probabilities", "flip_significance", "gradient_svd", "hidden_gradients_printed",
     "hidden_gradients_qr", "one_sided_p", "participation_ratio", "per_step_weight_gradients", "q_index_sets",
     "r_ordered_positions", "recurrent_weight_gradient", "rnn_forward", "singular_vector_index", "step_jacobians",
     "vanilla_rnn",

@@ -23,7 +23,8 @@ from .model import VanillaRNN, check_network, final_logits
 from .significance import FlipSignificance, flip_significance
 
 __all__ = [
-    "FlipResult", "ROrdering", "as_sequence", "check_permutation", "flip_experiment", "flip_images", "r_ordered_positions",
+    "FlipResult", "ROrdering", "as_sequence", "check_permutation", "flip_experiment", "flip_images", "flipped_probabilities",
+    "r_ordered_positions",
 ]
 
 
@@ -224,3 +225,14 @@ def flip_experiment(rnn: VanillaRNN, images: torch.Tensor, labels: torch.Tensor,
     return FlipResult(ks=ks, base_loss=base, r_increase=torch.stack(r_inc), random_increase=torch.stack(rand_inc),
                       up_flips=up_flips, down_flips=torch.tensor(ks, device=images.device)[:, None] - up_flips, order=order,
                       random_positions=tuple(random_sets))
+
+
+def flipped_probabilities(rnn: VanillaRNN, images: torch.Tensor, positions: torch.Tensor | None = None, *,
+                          permutation=None, threshold: float = 1e-3) -> torch.Tensor:
+    """Softmax outputs (batch, C) after the full sequence from h_0 = 0, of the images flipped at
+    ``positions`` ((batch, k) or (k,) shared; None: the images as they are), Algorithm 3's flip."""
+    check_network(rnn)
+    if positions is not None:
+        images = flip_images(images, positions, threshold)[0]
+    with torch.no_grad():
+        return torch.softmax(final_logits(rnn, as_sequence(images.to(rnn.dtype), permutation)), dim=-1)

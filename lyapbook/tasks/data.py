@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Split", "CharData", "char_data", "lorenz96_data", "digits_data", "four_sine", "four_sine_paper", "stream_pieces",
+__all__ = ["Split", "CharData", "char_data", "lorenz96_data", "digits_data", "pixel_permutation", "four_sine", "four_sine_paper", "stream_pieces",
            "DATASETS", "check_dataset"]
 
 DATASETS = {
@@ -187,6 +187,11 @@ def _mnist_images(base_url: str, checksums: dict[str, str], folder) -> tuple[tor
             images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"))
 
 
+def pixel_permutation(side: int) -> torch.Tensor:
+    """The fixed reading order of ``digits_data("pixels")``: step t reads flattened position permutation[t]."""
+    return torch.as_tensor(np.random.default_rng(0).permutation(side * side))
+
+
 def digits_data(mode: str = "rows", *, dataset: str = "sklearn_digits", split=(0.7, 0.1, 0.2), seed: int = 0,
                 base_url: str = MNIST_URL, checksums: dict[str, str] | None = None, folder=None) -> tuple[Split, Split, Split]:
     """Handwritten digits as sequences: scikit-learn's 8x8 digits (embedded) or MNIST (downloaded).
@@ -214,7 +219,7 @@ def digits_data(mode: str = "rows", *, dataset: str = "sklearn_digits", split=(0
         n_val = len(train_x) // 10
         parts = [(train_x[order[n_val:]], train_y[order[n_val:]]), (train_x[order[:n_val]], train_y[order[:n_val]]), (test_x, test_y)]
     side = parts[0][0].shape[-1]
-    permutation = torch.as_tensor(np.random.default_rng(0).permutation(side * side))
+    permutation = pixel_permutation(side)
 
     def as_sequence(images: torch.Tensor) -> torch.Tensor:
         return images if mode == "rows" else images.reshape(len(images), -1)[:, permutation].unsqueeze(-1)

@@ -250,7 +250,7 @@ def reader_notebook(
                 outputs.append(output)
             elif name in captions and name.startswith("fig-"):
                 outputs.append(_figure_output(source_dir / "figures" / f"{name}.png", captions[name]))
-            elif name in captions and name.startswith("tab-"):
+            elif name in captions and name.startswith(("tab-", "eq-")):  # an equation check is a table
                 outputs.append(_table_output(glued.values[name]["text/markdown"]))
         cell.outputs = _merge_streams(outputs)
 
