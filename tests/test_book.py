@@ -185,6 +185,27 @@ def tiny_book(tmp_path):
     return tmp_path
 
 
+def test_a_run_keeps_what_another_run_wrote_to_the_manifest_meanwhile(tiny_book, monkeypatch):
+    from lyapbook.book import runner
+
+    out = tiny_book / "_build" / "ci"
+    real_execute = runner._execute
+
+    def execute_while_another_run_finishes(chapter, parameters, profile, folder):
+        seconds = real_execute(chapter, parameters, profile, folder)
+        other = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() \
+            else {"chapters": {}, "items": {}}
+        other["chapters"]["08_other"] = {"notebook": "chapters/08_other.ipynb"}
+        (out / "manifest.json").write_text(json.dumps(other))
+        return seconds
+
+    monkeypatch.setattr(runner, "_execute", execute_while_another_run_finishes)
+    manifest = run_chapters(tiny_book, "ci", select_chapters(tiny_book, ["09"]))
+    assert {"08_other", "09_tiny"} <= set(manifest["chapters"])
+    assert manifest == json.loads((out / "manifest.json").read_text())
+    assert not list(out.glob("*.part"))
+
+
 def test_runner_executes_and_writes_the_manifest(tiny_book):
     assert book_root(tiny_book) == tiny_book
     manifest = run_chapters(tiny_book, "ci", select_chapters(tiny_book, ["09"]))

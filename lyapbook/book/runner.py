@@ -81,9 +81,8 @@ def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: d
     out = build_dir(root, profile)
     stage_book(root, out)
     manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"chapters": {}, "items": {}}
     environment = _environment(root)
-    manifest.update(profile=profile, **environment)
+    manifest = _read_manifest(manifest_path)
 
     for chapter, parameters in plans:
         print(f"[lyapbook] {chapter.stem}: executing with profile {profile!r}", flush=True)
@@ -91,6 +90,9 @@ def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: d
         device = _device(parameters)
         print(f"[lyapbook] {chapter.stem}: done in {runtime:.1f} s", flush=True)
         _add_provenance_note(out / "chapters" / f"{chapter.stem}.ipynb", profile, parameters, runtime, device, environment)
+        # Read again: another run of this profile (another chapter) may have written it meanwhile.
+        manifest = _read_manifest(manifest_path)
+        manifest.update(profile=profile, **environment)
         manifest["chapters"][chapter.stem] = {
             "notebook": f"chapters/{chapter.stem}.ipynb",
             "parameters": parameters,
@@ -117,8 +119,14 @@ def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: d
                 item_id, {"id": item_id, "kind": "check", "chapter": chapter.stem, "files": [], "caption": "", **provenance}
             )
             entry["verdicts"] = json.loads(verdict_file.read_text())
-        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        partial = manifest_path.with_suffix(".json.part")
+        partial.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        os.replace(partial, manifest_path)  # readers never see a half-written manifest
     return manifest
+
+
+def _read_manifest(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {"chapters": {}, "items": {}}
 
 
 def _execute(chapter: Chapter, parameters: dict[str, object], profile: str, out: Path) -> float:
