@@ -106,3 +106,4 @@ def test_reader_notebook_embeds_figures_and_tables_and_installs_itself(tmp_path:
 )
 def test_launch_and_edit_links_point_at_files_that_exist(url, expected):
     assert repoint(url, "chapters/01_x", "main") == expected
+

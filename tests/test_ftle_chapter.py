@@ -26,12 +26,7 @@ from lyapbook.tasks.data import digits_data
 EXACT = 1e-12
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def random_case(n, nonlinearity="tanh", steps=20, batch=4, inputs=3, classes=10, seed=0):

@@ -30,12 +30,7 @@ from lyapbook.tasks import build_model
 EXACT = 1e-12
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,13 +10,7 @@ from lyapbook.rnn import TorchRNN
 
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    """Every tensor and module in this file is float64; the default is restored afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 ARCHITECTURES = {
     "rnn_tanh": lambda **kw: nn.RNN(nonlinearity="tanh", **kw),

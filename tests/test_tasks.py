@@ -219,3 +219,18 @@ def test_mocap_trials_are_parsed_filtered_normalised_and_verified(tmp_path):
         mocap_data(["walking"], folder=cache)
     with pytest.raises(ValueError, match="AMC line 2 is neither"):
         parse_amc("1\nroot one two\n")
+
+
+def test_cache_files_are_written_whole_or_not_at_all(tmp_path):
+    import threading
+
+    import joblib
+
+    from lyapbook.tasks.download import dump_atomically
+
+    target = tmp_path / "sub" / "value.pkl"
+    dump_atomically({"a": [1, 2]}, target)
+    assert joblib.load(target) == {"a": [1, 2]}
+    with pytest.raises(Exception):
+        dump_atomically(threading.Lock(), tmp_path / "sub" / "lock.pkl")  # cannot be pickled
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["value.pkl"]

@@ -9,8 +9,6 @@ atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,15 +51,9 @@ def cached_fit_group(train: Sequence[tuple], val: Sequence[tuple] | None, *, see
     if path.exists():
         return joblib.load(path)
     fits = fit_aelle_group(train, val, seeds=seeds, **settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=folder)
-    os.close(handle)
-    try:
-        for fit in fits:  # stored on the CPU: a cache written on a GPU machine loads anywhere
-            fit.model.cpu()
-        joblib.dump(fits, partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    from ..tasks.download import dump_atomically
+
+    for fit in fits:  # stored on the CPU: a cache written on a GPU machine loads anywhere
+        fit.model.cpu()
+    dump_atomically(fits, path)
     return fits

@@ -1,4 +1,4 @@
-"""Downloads for the dissertation's datasets: checksummed, atomic, and clear when offline."""
+"""Downloads for the dissertation's datasets (checksummed, atomic, clear when offline) and the cache folder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-__all__ = ["DownloadError", "cache_dir", "fetch", "fetch_recorded", "is_offline", "sha256_of"]
+import joblib
+
+__all__ = ["DownloadError", "cache_dir", "dump_atomically", "fetch", "fetch_recorded", "is_offline", "sha256_of"]
 
 CACHE_ENV = "LYAPBOOK_CACHE"
 OFFLINE_ENV = "LYAPBOOK_OFFLINE"
@@ -23,6 +25,21 @@ def cache_dir() -> Path:
     """``$LYAPBOOK_CACHE`` if set, else ``data/cache`` at the repository root."""
     configured = os.environ.get(CACHE_ENV)
     return Path(configured) if configured else Path(__file__).resolve().parents[2] / "data" / "cache"
+
+
+def dump_atomically(value: object, target: Path) -> None:
+    """``joblib.dump`` to ``target`` through a temporary file in the same folder, then a rename:
+    a reader (or a second process) never sees a half-written cache file."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    try:
+        joblib.dump(value, partial)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def is_offline() -> bool:

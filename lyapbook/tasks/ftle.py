@@ -15,8 +15,6 @@ rebuilt chapter trains nothing. Sizes always come from the caller (the chapter's
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,7 +26,7 @@ import torch
 from torch import nn
 
 from .data import digits_data
-from .download import cache_dir
+from .download import cache_dir, dump_atomically
 from .models import SequenceModel
 
 __all__ = ["CheckpointRun", "FTLESetup", "FlipImages", "PixelAnalysis", "VERSION", "pixelwise_setup", "rowwise_setup", "pixel_analysis", "alignment_sequences", "flip_images_of", "paper_seconds_per_step", "build_setup_model", "checkpoints_union", "ftle_cache_dir", "setup_data",
@@ -235,15 +233,7 @@ def train_checkpoints(setup: FTLESetup, *, device: str = "cpu", cache: Path | st
     if path.exists():
         return joblib.load(path)
     run = _train(setup, device)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=folder)
-    os.close(handle)
-    try:
-        joblib.dump(run, partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    dump_atomically(run, path)
     return run
 
 

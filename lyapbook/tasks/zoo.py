@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,7 +31,7 @@ import torch
 from ..lyapunov import lyapunov_spectrum
 from ..rnn import Rank1Reservoir, jacobian
 from .data import Split, char_data, check_dataset, digits_data, four_sine, four_sine_paper, lorenz96_data, stream_pieces
-from .download import cache_dir
+from .download import cache_dir, dump_atomically
 from .ensemble import Ensemble, evaluate_ensemble, member_spectra, train_ensemble
 from .mocap import mocap_data
 from .models import ARCHITECTURES, CELL_OPTIONS, INITS, build_model
@@ -465,16 +463,7 @@ class ZooCache:
         return self.path(spec).exists()
 
     def store(self, spec: NetworkSpec, result: dict) -> None:
-        target = self.path(spec)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".part", dir=target.parent)
-        os.close(handle)
-        try:
-            joblib.dump({"spec": replace(spec, zoo=""), **result}, partial)
-            os.replace(partial, target)
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
+        dump_atomically({"spec": replace(spec, zoo=""), **result}, self.path(spec))
 
     def load(self, spec: NetworkSpec) -> dict:
         path = self.path(spec)
