@@ -174,32 +174,35 @@ class Flow(DynamicalSystem):
     def vector_field_jacobian(self, state: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def vector_field_and_jacobian(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(state) (batch, d) and Df(state) (batch, d, d) together; override to share work."""
+        return self.vector_field(state), self.vector_field_jacobian(state)
+
     def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         f, dt = self.vector_field, self.dt
         k1 = f(state)
-        k2 = f(state + 0.5 * dt * k1)
-        k3 = f(state + 0.5 * dt * k2)
-        k4 = f(state + dt * k3)
-        return state + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        k2 = f(torch.add(state, k1, alpha=0.5 * dt))
+        k3 = f(torch.add(state, k2, alpha=0.5 * dt))
+        k4 = f(torch.add(state, k3, alpha=dt))
+        return torch.add(state, _rk4_sum(k1, k2, k3, k4), alpha=dt / 6.0)
 
     def step_with_jacobian(
         self, state: torch.Tensor, x: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        f, df, dt = self.vector_field, self.vector_field_jacobian, self.dt
+        both, dt = self.vector_field_and_jacobian, self.dt
+        # Stage i evaluates f at y_i; K_i = d k_i / d h = Df(y_i) @ (I + c_i K_{i-1}), formed as
+        # Df(y_i) + c_i Df(y_i) @ K_{i-1} in one fused batched product (small systems are
+        # dominated by the number of tensor operations, not by their size).
+        k1, K1 = both(state)
+        k2, D2 = both(torch.add(state, k1, alpha=0.5 * dt))
+        K2 = torch.baddbmm(D2, D2, K1, alpha=0.5 * dt)
+        k3, D3 = both(torch.add(state, k2, alpha=0.5 * dt))
+        K3 = torch.baddbmm(D3, D3, K2, alpha=0.5 * dt)
+        k4, D4 = both(torch.add(state, k3, alpha=dt))
+        K4 = torch.baddbmm(D4, D4, K3, alpha=dt)
+        new_state = torch.add(state, _rk4_sum(k1, k2, k3, k4), alpha=dt / 6.0)
         eye = torch.eye(state.shape[-1], dtype=state.dtype, device=state.device)
-        # Stage i evaluates f at y_i; K_i = d k_i / d h = Df(y_i) @ d y_i / d h.
-        k1, K1 = f(state), df(state)
-        y2 = state + 0.5 * dt * k1
-        k2 = f(y2)
-        K2 = df(y2) @ (eye + 0.5 * dt * K1)
-        y3 = state + 0.5 * dt * k2
-        k3 = f(y3)
-        K3 = df(y3) @ (eye + 0.5 * dt * K2)
-        y4 = state + dt * k3
-        k4 = f(y4)
-        K4 = df(y4) @ (eye + dt * K3)
-        new_state = state + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-        jac = eye + (dt / 6.0) * (K1 + 2.0 * K2 + 2.0 * K3 + K4)
+        jac = torch.add(eye, _rk4_sum(K1, K2, K3, K4), alpha=dt / 6.0)
         return new_state, jac
 
     def jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
@@ -235,22 +238,59 @@ class Lorenz(Flow):
         """Sum of the flow's exponents, -(sigma + 1 + beta), per parameter set."""
         return -(self.sigma + 1.0 + self.beta)
 
+    _COLUMNS = {"field": slice(0, 3), "jacobian": slice(3, 12), "both": slice(0, 12)}
+
+    def _linear_maps(self, like: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The field and its Jacobian as one affine map of the features phi = (x, y, z, xy, xz).
+
+        Returns {"field" | "jacobian" | "both": (weight, bias)}: weight (P, 5, c) and bias
+        (P, 1, c), with P = 1 for scalar parameters or one row per parameter set; of the 12
+        columns of "both", 0-2 are f and 3-11 are Df flattened row by row. Cached per dtype
+        and device.
+        """
+        key = (like.dtype, like.device)
+        if getattr(self, "_maps_key", None) != key:
+            sizes = [p.shape[0] for p in (self.sigma, self.rho, self.beta) if isinstance(p, torch.Tensor)]
+            rows = sizes[0] if sizes else 1
+            sigma, rho, beta = (
+                torch.as_tensor(p, dtype=like.dtype, device=like.device).expand(rows)
+                for p in (self.sigma, self.rho, self.beta)
+            )
+            weight = like.new_zeros(rows, 5, 12)
+            bias = like.new_zeros(rows, 1, 12)
+            x, y, z, xy, xz = range(5)
+            weight[:, x, 0], weight[:, y, 0] = -sigma, sigma  # f_x = sigma (y - x)
+            weight[:, x, 1], weight[:, y, 1], weight[:, xz, 1] = rho, -1.0, -1.0  # f_y = x (rho - z) - y
+            weight[:, xy, 2], weight[:, z, 2] = 1.0, -beta  # f_z = x y - beta z
+            bias[:, 0, 3], bias[:, 0, 4] = -sigma, sigma  # row 1 of Df: (-sigma, sigma, 0)
+            bias[:, 0, 6], weight[:, z, 6] = rho, -1.0  # row 2: (rho - z, -1, -x)
+            bias[:, 0, 7], weight[:, x, 8] = -1.0, -1.0
+            weight[:, y, 9], weight[:, x, 10] = 1.0, 1.0  # row 3: (y, x, -beta)
+            bias[:, 0, 11] = -beta
+            self._maps = {
+                name: (weight[..., cols].contiguous(), bias[..., cols].contiguous())
+                for name, cols in self._COLUMNS.items()
+            }
+            self._maps_key = key
+        return self._maps
+
+    def _affine(self, state: torch.Tensor, which: str) -> torch.Tensor:
+        """Output columns ``which`` of the affine map at ``state`` (batch, 3): (batch, c)."""
+        weight, bias = self._linear_maps(state)[which]
+        features = torch.cat((state, state[:, :1] * state[:, 1:]), dim=1)  # (x, y, z, xy, xz)
+        if weight.shape[0] == 1:
+            return torch.addmm(bias[0], features, weight[0])
+        return torch.baddbmm(bias, features[:, None], weight).squeeze(1)
+
     def vector_field(self, state: torch.Tensor) -> torch.Tensor:
-        x, y, z = state.unbind(-1)
-        sigma, rho, beta = (_on(p, state) for p in (self.sigma, self.rho, self.beta))
-        return torch.stack((sigma * (y - x), x * (rho - z) - y, x * y - beta * z), dim=-1)
+        return self._affine(state.reshape(-1, 3), "field").view(state.shape)
 
     def vector_field_jacobian(self, state: torch.Tensor) -> torch.Tensor:
-        x, y, z = state.unbind(-1)
-        sigma, rho, beta = (_on(p, state) for p in (self.sigma, self.rho, self.beta))
-        one = torch.ones_like(x)
-        zero = torch.zeros_like(x)
-        rows = (
-            torch.stack((-sigma * one, sigma * one, zero), dim=-1),
-            torch.stack((rho - z, -one, -x), dim=-1),
-            torch.stack((y, x, -beta * one), dim=-1),
-        )
-        return torch.stack(rows, dim=-2)
+        return self._affine(state.reshape(-1, 3), "jacobian").view(*state.shape, 3)
+
+    def vector_field_and_jacobian(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        both = self._affine(state, "both")
+        return both[:, :3], both[:, 3:].view(-1, 3, 3)
 
     def initial_state(self, batch: int = 1, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> torch.Tensor:
         """(1, 1, 1) for every row: off the unstable origin, and a standard starting point."""
@@ -271,12 +311,22 @@ class Henon(DynamicalSystem):
         return torch.stack((1.0 - self.a * u * u + v, self.b * u), dim=-1)
 
     def jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        u = state[..., 0]
-        jac = torch.zeros(*state.shape, 2, dtype=state.dtype, device=state.device)
-        jac[..., 0, 0] = -2.0 * self.a * u
-        jac[..., 0, 1] = 1.0
-        jac[..., 1, 0] = self.b
+        jac = self._constant_jacobian(state).expand(state.shape[0], 2, 2).clone()
+        jac[:, 0, 0] = state[:, 0] * (-2.0 * self.a)
         return jac
+
+    def step_with_jacobian(
+        self, state: torch.Tensor, x: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.step(state), self.jacobian(state)
+
+    def _constant_jacobian(self, like: torch.Tensor) -> torch.Tensor:
+        """[[0, 1], [b, 0]], the part of the Jacobian that does not depend on the state; cached."""
+        key = (like.dtype, like.device)
+        if getattr(self, "_constant_key", None) != key:
+            self._constant = torch.tensor([[0.0, 1.0], [self.b, 0.0]], dtype=like.dtype, device=like.device)
+            self._constant_key = key
+        return self._constant
 
     def initial_state(self, batch: int = 1, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> torch.Tensor:
         """Points near the origin, inside the attractor's basin, spread so rows differ."""
@@ -324,6 +374,11 @@ class Linear(DynamicalSystem):
     def exact_exponents(self) -> torch.Tensor:
         """log|eigenvalues of A|, sorted in descending order: the map's exact spectrum."""
         return torch.linalg.eigvals(self.A).abs().log().sort(descending=True).values
+
+
+def _rk4_sum(k1: torch.Tensor, k2: torch.Tensor, k3: torch.Tensor, k4: torch.Tensor) -> torch.Tensor:
+    """k1 + 2 k2 + 2 k3 + k4, the classical RK4 weights (over dt / 6)."""
+    return k1.add(k2, alpha=2.0).add_(k3, alpha=2.0).add_(k4)
 
 
 def trajectory(system: DynamicalSystem, x: torch.Tensor | int, h0: torch.Tensor) -> torch.Tensor:

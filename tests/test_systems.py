@@ -40,6 +40,14 @@ def test_lorenz_vector_field_jacobian_is_eq_1_14():
     assert torch.allclose(Lorenz().vector_field_jacobian(state), expected)
 
 
+def test_lorenz_vector_field_is_eq_1_13_for_any_leading_shape():
+    state = torch.randn(2, 4, 3, dtype=torch.float64) * 10
+    x, y, z = state.unbind(-1)
+    expected = torch.stack((10.0 * (y - x), x * (28.0 - z) - y, x * y - 8.0 / 3.0 * z), dim=-1)
+    assert_close(Lorenz().vector_field(state), expected)
+    assert Lorenz().vector_field_jacobian(state).shape == (2, 4, 3, 3)
+
+
 def test_lorenz_rejects_mismatched_parameter_lengths():
     with pytest.raises(ValueError, match="same length"):
         Lorenz(rho=[28.0, 16.0], beta=[1.0, 2.0, 3.0])
