@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= teaching
 CHAPTER ?=
+# A chapter unchanged since its last run (source, parameters, package, lock file) is kept; RERUN=1 executes it anyway.
+RERUN ?=
 # OpenMP threads sleep between parallel regions instead of spinning: the book and the tests run
 # many small tensor operations, and spinning threads make them many times slower on a busy machine.
 OMP_WAIT_POLICY ?= PASSIVE
@@ -14,7 +16,7 @@ export OMP_WAIT_POLICY
 .PHONY: book run render test golden environment clean help
 
 help:
-	@echo "make book [PROFILE=teaching|ci|paper] [CHAPTER=01]  execute chapters and render HTML into _build/<profile>/"
+	@echo "make book [PROFILE=teaching|ci|paper] [CHAPTER=01] [RERUN=1]  execute chapters and render HTML into _build/<profile>/"
 	@echo "make test                                            the ci-profile book, unit tests, nbval, the browser check"
 	@echo "make golden                                          re-record the checked outputs in tests/golden/"
 	@echo "make environment                                     rewrite environment.yml from requirements.lock"
@@ -26,10 +28,10 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 book: $(STAMP)
-	$(PY) -m lyapbook.book build --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER))
+	$(PY) -m lyapbook.book build --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER)) $(if $(RERUN),--rerun)
 
 run: $(STAMP)
-	$(PY) -m lyapbook.book run --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER))
+	$(PY) -m lyapbook.book run --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER)) $(if $(RERUN),--rerun)
 
 render: $(STAMP)
 	$(PY) -m lyapbook.book render --profile $(PROFILE)

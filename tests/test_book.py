@@ -228,6 +228,44 @@ def test_runner_executes_and_writes_the_manifest(tiny_book):
         run_chapters(tiny_book, "ci", select_chapters(tiny_book, ["09"]), {"sizes": 4})
 
 
+def test_an_unchanged_chapter_is_kept_and_any_change_executes_it_again(tiny_book, monkeypatch, capsys):
+    from lyapbook.book import runner
+
+    executed = []
+    real_execute = runner._execute
+
+    def counting(chapter, parameters, profile, folder):
+        executed.append(dict(parameters))
+        return real_execute(chapter, parameters, profile, folder)
+
+    monkeypatch.setattr(runner, "_execute", counting)
+    chapter = select_chapters(tiny_book, ["09"])
+    out = tiny_book / "_build" / "ci"
+    first = run_chapters(tiny_book, "ci", chapter)
+    assert run_chapters(tiny_book, "ci", chapter) == first and len(executed) == 1
+    assert "unchanged since its run" in capsys.readouterr().out
+    run_chapters(tiny_book, "ci", chapter, rerun=True)
+    assert len(executed) == 2
+    run_chapters(tiny_book, "ci", chapter, {"size": 6})  # other parameters
+    assert executed[-1]["size"] == 6
+    (out / "figures" / "fig-9-line.png").unlink()  # an output lost
+    run_chapters(tiny_book, "ci", chapter, {"size": 6})
+    assert len(executed) == 4 and (out / "figures" / "fig-9-line.png").is_file()
+    source = tiny_book / "chapters" / "09_tiny.md"
+    source.write_text(source.read_text() + "\nOne more sentence.\n")  # the chapter edited
+    run_chapters(tiny_book, "ci", chapter, {"size": 6})
+    assert len(executed) == 5
+    run_chapters(tiny_book, "ci", chapter, {"size": 6})
+    assert len(executed) == 5
+    module = tiny_book / "lyapbook" / "engine.py"  # the package edited
+    module.parent.mkdir()
+    module.write_text("STEP = 1\n")
+    run_chapters(tiny_book, "ci", chapter, {"size": 6})
+    module.write_text("STEP = 2\n")
+    run_chapters(tiny_book, "ci", chapter, {"size": 6})
+    assert len(executed) == 7
+
+
 def test_nbval_preparation_needs_golden_outputs(tiny_book):
     chapters = discover(tiny_book)
     with pytest.raises(BookError, match="has no golden output.*run `make golden`"):

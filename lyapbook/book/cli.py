@@ -1,6 +1,6 @@
 """``python -m lyapbook.book``: execute, render and check the book.
 
-    python -m lyapbook.book build [--profile ci|teaching|paper] [--chapter 01] [-p NAME VALUE ...]
+    python -m lyapbook.book build [--profile ci|teaching|paper] [--chapter 01] [-p NAME VALUE ...] [--rerun]
     python -m lyapbook.book run    ...   execute only (notebooks, figures, tables, manifest)
     python -m lyapbook.book render [--profile P]   HTML from notebooks already executed
     python -m lyapbook.book nbval-prepare          notebooks for `pytest --nbval-lax`
@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
             "-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
             help="override one parameter of the chosen chapter (VALUE is read as YAML: 3, 0.5, true, text)",
         )
+        sub.add_argument(
+            "--rerun", action="store_true",
+            help="execute every chosen chapter, even one unchanged since its last run (same source, "
+                 "parameters, package and lock file), which is otherwise kept",
+        )
     render = commands.add_parser("render", help="render HTML from executed notebooks")
     render.add_argument("--profile", default=DEFAULT_PROFILE)
     for name, text in (("nbval-prepare", "write the nbval notebooks"), ("golden", "re-record golden outputs")):
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         chapters = select_chapters(root, getattr(args, "chapter", None))
         if args.command in ("build", "run"):
             overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
-            run_chapters(root, args.profile, chapters, overrides)
+            run_chapters(root, args.profile, chapters, overrides, rerun=args.rerun)
             if args.command == "build":
                 render_html(root, args.profile, select_chapters(root, None))
         elif args.command == "render":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -65,11 +66,17 @@ def stage_book(root: Path, out: Path) -> None:
             shutil.copy2(root / name, out / name)
 
 
-def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: dict[str, object] | None = None) -> dict:
+def run_chapters(
+    root: Path, profile: str, chapters: list[Chapter], overrides: dict[str, object] | None = None,
+    *, rerun: bool = False,
+) -> dict:
     """Execute ``chapters`` under ``profile`` (plus ``overrides``) and update the manifest.
 
-    Every parameter is checked against every chapter before the first one runs. Returns the
-    manifest as written to ``_build/<profile>/manifest.json``.
+    Every parameter is checked against every chapter before the first one runs. A chapter whose
+    last run in ``_build/<profile>`` had the same :func:`page_key` (chapter source, parameters,
+    device, the package's source, the lock file) and whose outputs are all still there is not
+    executed again, unless ``rerun``. Returns the manifest as written to
+    ``_build/<profile>/manifest.json``.
     """
     check_profile(profile)
     profiles = load_profiles(root)
@@ -84,10 +91,19 @@ def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: d
     environment = _environment(root)
     manifest = _read_manifest(manifest_path)
 
+    fingerprint = package_fingerprint(root)
     for chapter, parameters in plans:
+        device = _device(parameters)
+        key = page_key(chapter, profile, parameters, device, fingerprint)
+        previous = _read_manifest(manifest_path)["chapters"].get(chapter.stem, {})
+        if not rerun and previous.get("key") == key and _outputs_present(out, chapter.stem):
+            print(
+                f"[lyapbook] {chapter.stem}: unchanged since its run of {previous.get('created', '?')} "
+                f"(source, parameters, package, lock file); kept. --rerun executes it again.", flush=True,
+            )
+            continue
         print(f"[lyapbook] {chapter.stem}: executing with profile {profile!r}", flush=True)
         runtime = _execute(chapter, parameters, profile, out)
-        device = _device(parameters)
         print(f"[lyapbook] {chapter.stem}: done in {runtime:.1f} s", flush=True)
         _add_provenance_note(out / "chapters" / f"{chapter.stem}.ipynb", profile, parameters, runtime, device, environment)
         # Read again: another run of this profile (another chapter) may have written it meanwhile.
@@ -98,6 +114,8 @@ def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: d
             "parameters": parameters,
             "runtime_s": round(runtime, 2),
             "device": device,
+            "key": key,
+            "created": environment["created"],
         }
         manifest["items"] = {k: v for k, v in manifest["items"].items() if v["chapter"] != chapter.stem}
         provenance = {
@@ -123,6 +141,36 @@ def run_chapters(root: Path, profile: str, chapters: list[Chapter], overrides: d
         partial.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
         os.replace(partial, manifest_path)  # readers never see a half-written manifest
     return manifest
+
+
+def package_fingerprint(root: Path) -> str:
+    """SHA-256 over what a chapter's results depend on besides its own source and parameters:
+    every file of the ``lyapbook`` package, the lock file (the exact versions of everything
+    else) and the Python version."""
+    digest = hashlib.sha256(platform.python_version().encode())
+    files = sorted(p for p in (root / "lyapbook").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in [*files, root / "requirements.lock"]:
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def page_key(chapter: Chapter, profile: str, parameters: dict[str, object], device: str, fingerprint: str) -> str:
+    """The identity of one execution of a chapter: equal keys give the same page."""
+    described = json.dumps(
+        {"profile": profile, "parameters": parameters, "device": device, "package": fingerprint},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(chapter.source.read_bytes() + b"\0" + described.encode()).hexdigest()
+
+
+def _outputs_present(out: Path, stem: str) -> bool:
+    """The executed notebook and every file the manifest lists for the chapter's items exist."""
+    manifest = _read_manifest(out / "manifest.json")
+    if not (out / "chapters" / f"{stem}.ipynb").is_file():
+        return False
+    files = [f for item in manifest["items"].values() if item.get("chapter") == stem for f in item.get("files", [])]
+    return all((out / f).is_file() for f in files)
 
 
 def _read_manifest(path: Path) -> dict:
