@@ -8,6 +8,8 @@ PROFILE ?= teaching
 CHAPTER ?=
 # A chapter unchanged since its last run (source, parameters, package, lock file) is kept; RERUN=1 executes it anyway.
 RERUN ?=
+# Chapters run two at a time (pages of one chapter in order; a page that times something alone).
+JOBS ?= 2
 # OpenMP threads sleep between parallel regions instead of spinning: the book and the tests run
 # many small tensor operations, and spinning threads make them many times slower on a busy machine.
 OMP_WAIT_POLICY ?= PASSIVE
@@ -28,10 +30,10 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 book: $(STAMP)
-	$(PY) -m lyapbook.book build --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER)) $(if $(RERUN),--rerun)
+	$(PY) -m lyapbook.book build --profile $(PROFILE) --jobs $(JOBS) $(if $(CHAPTER),--chapter $(CHAPTER)) $(if $(RERUN),--rerun)
 
 run: $(STAMP)
-	$(PY) -m lyapbook.book run --profile $(PROFILE) $(if $(CHAPTER),--chapter $(CHAPTER)) $(if $(RERUN),--rerun)
+	$(PY) -m lyapbook.book run --profile $(PROFILE) --jobs $(JOBS) $(if $(CHAPTER),--chapter $(CHAPTER)) $(if $(RERUN),--rerun)
 
 render: $(STAMP)
 	$(PY) -m lyapbook.book render --profile $(PROFILE)
@@ -40,7 +42,7 @@ render: $(STAMP)
 # summary says "browser check skipped". LYAPBOOK_REQUIRE_BROWSER=1 (set by .ci/run) makes a
 # missing Chromium a failure instead.
 test: $(STAMP)
-	$(PY) -m lyapbook.book build --profile ci
+	$(PY) -m lyapbook.book build --profile ci --jobs $(JOBS)
 	$(PY) -m lyapbook.book nbval-prepare
 	$(PY) -m pytest tests _build/nbval --nbval-lax --nbval-current-env -p no:cacheprovider
 

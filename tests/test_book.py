@@ -266,6 +266,37 @@ def test_an_unchanged_chapter_is_kept_and_any_change_executes_it_again(tiny_book
     assert len(executed) == 7
 
 
+def test_lanes_keep_the_pages_of_a_chapter_in_order_and_timing_pages_alone(tmp_path):
+    from lyapbook.book.chapters import Chapter
+    from lyapbook.book.runner import lanes
+
+    def page(stem, alone=False):
+        header = "---\nlyapbook:\n  runs_alone: true\n---\n" if alone else ""
+        (tmp_path / f"{stem}.md").write_text(header + "# A page\n")
+        return Chapter(stem, tmp_path / f"{stem}.md")
+
+    pages = [page("01_a"), page("02_a", alone=True), page("02b_b"), page("03a_a"), page("03b_b"), page("04a_a")]
+    alone, parallel = lanes(pages)
+    assert [c.stem for c in alone] == ["02_a"]
+    assert [[c.stem for c in lane] for lane in parallel] == [["01_a"], ["02b_b"], ["03a_a", "03b_b"], ["04a_a"]]
+
+
+def test_chapters_run_side_by_side_into_one_manifest(tiny_book, capsys):
+    from lyapbook.book.cli import main
+    from lyapbook.book.runner import run_lanes
+
+    other = TINY_CHAPTER.replace("fig-9-line", "fig-8-line").replace("tab-9-size", "tab-8-size")
+    (tiny_book / "chapters" / "08_other.md").write_text(other.replace("fig-1-1", "fig-1-2"))
+    toc = tiny_book / "_toc.yml"
+    toc.write_text(toc.read_text() + "  - file: chapters/08_other\n")
+    manifest = run_lanes(tiny_book, "ci", select_chapters(tiny_book, None), jobs=2)
+    assert set(manifest["chapters"]) == {"08_other", "09_tiny"}
+    assert {"fig-8-line", "fig-9-line", "tab-8-size", "tab-9-size"} <= set(manifest["items"])
+    assert manifest["items"]["fig-8-line"]["chapter"] == "08_other"
+    assert main(["run", "--profile", "ci", "--jobs", "0"]) == 2
+    assert "--jobs must be a whole number of at least 1" in capsys.readouterr().err
+
+
 def test_nbval_preparation_needs_golden_outputs(tiny_book):
     chapters = discover(tiny_book)
     with pytest.raises(BookError, match="has no golden output.*run `make golden`"):

@@ -29,6 +29,18 @@ class Chapter:
         """The chapter's parameters cell: its ``teaching`` defaults, by name."""
         return parameters_cell(self.notebook())
 
+    @property
+    def number(self) -> str:
+        """The chapter number of this page: ``02`` for both ``02_rnn_maps`` and ``02b_rnn_training``."""
+        return self.stem[:2]
+
+    @property
+    def runs_alone(self) -> bool:
+        """Front matter ``lyapbook: {runs_alone: true}``: the page times something, so no other
+        page may run beside it."""
+        options = self.notebook().metadata.get("lyapbook", {})
+        return bool(options.get("runs_alone", False)) if isinstance(options, dict) else False
+
 
 def book_root(start: Path | None = None) -> Path:
     """The folder holding ``_toc.yml``: ``start`` or the current folder or one of their parents."""

@@ -1,6 +1,7 @@
 """``python -m lyapbook.book``: execute, render and check the book.
 
-    python -m lyapbook.book build [--profile ci|teaching|paper] [--chapter 01] [-p NAME VALUE ...] [--rerun]
+    python -m lyapbook.book build [--profile ci|teaching|paper] [--chapter 01] [-p NAME VALUE ...]
+                                  [--jobs N] [--rerun]
     python -m lyapbook.book run    ...   execute only (notebooks, figures, tables, manifest)
     python -m lyapbook.book render [--profile P]   HTML from notebooks already executed
     python -m lyapbook.book nbval-prepare          notebooks for `pytest --nbval-lax`
@@ -24,12 +25,22 @@ from .chapters import book_root
 from .environment import write_environment
 from .profiles import DEFAULT_PROFILE, BookError, check_profile
 from .render import render_html
-from .runner import run_chapters, select_chapters
+from .runner import run_chapters, run_lanes, select_chapters
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not the usage block
         raise BookError(message)
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--jobs must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
             help="override one parameter of the chosen chapter (VALUE is read as YAML: 3, 0.5, true, text)",
+        )
+        sub.add_argument(
+            "--jobs", type=_jobs, default=1, metavar="N",
+            help="run up to N chapters at once (default 1); pages of one chapter run in order, and pages "
+                 "that time something run alone",
         )
         sub.add_argument(
             "--rerun", action="store_true",
@@ -79,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         chapters = select_chapters(root, getattr(args, "chapter", None))
         if args.command in ("build", "run"):
             overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
-            run_chapters(root, args.profile, chapters, overrides, rerun=args.rerun)
+            if args.jobs > 1 and not overrides and len(chapters) > 1:
+                run_lanes(root, args.profile, chapters, args.jobs, rerun=args.rerun)
+            else:
+                run_chapters(root, args.profile, chapters, overrides, rerun=args.rerun)
             if args.command == "build":
                 render_html(root, args.profile, select_chapters(root, None))
         elif args.command == "render":

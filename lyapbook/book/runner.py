@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +23,7 @@ from .chapters import Chapter, discover, toc_pages
 from .profiles import BookError, check_profile, load_profiles, resolve_parameters
 from .publish import CHAPTER_ENV, OUTPUT_DIR_ENV, PROFILE_ENV
 
-__all__ = ["build_dir", "select_chapters", "run_chapters", "stage_book", "KERNEL_NAME"]
+__all__ = ["build_dir", "select_chapters", "run_chapters", "run_lanes", "lanes", "stage_book", "KERNEL_NAME"]
 
 KERNEL_NAME = "python3"
 # Files the rendered book needs besides the executed chapters and the pages named in _toc.yml.
@@ -89,8 +91,6 @@ def run_chapters(
     stage_book(root, out)
     manifest_path = out / "manifest.json"
     environment = _environment(root)
-    manifest = _read_manifest(manifest_path)
-
     fingerprint = package_fingerprint(root)
     for chapter, parameters in plans:
         device = _device(parameters)
@@ -106,41 +106,103 @@ def run_chapters(
         runtime = _execute(chapter, parameters, profile, out)
         print(f"[lyapbook] {chapter.stem}: done in {runtime:.1f} s", flush=True)
         _add_provenance_note(out / "chapters" / f"{chapter.stem}.ipynb", profile, parameters, runtime, device, environment)
-        # Read again: another run of this profile (another chapter) may have written it meanwhile.
-        manifest = _read_manifest(manifest_path)
-        manifest.update(profile=profile, **environment)
-        manifest["chapters"][chapter.stem] = {
-            "notebook": f"chapters/{chapter.stem}.ipynb",
-            "parameters": parameters,
-            "runtime_s": round(runtime, 2),
-            "device": device,
-            "key": key,
-            "created": environment["created"],
-        }
-        manifest["items"] = {k: v for k, v in manifest["items"].items() if v["chapter"] != chapter.stem}
-        provenance = {
-            "profile": profile,
-            "parameters": parameters,
-            "seed": parameters.get("seed"),
-            "runtime_s": round(runtime, 2),
-            "device": device,
-            "git_commit": environment["git_commit"],
-            "packages": environment["packages"],
-        }
-        records = out / "records" / chapter.stem
-        for record_file in sorted(records.glob("*.json")):
-            record = json.loads(record_file.read_text())
-            manifest["items"][record["id"]] = {**record, **provenance}
-        for verdict_file in sorted(records.glob("verdicts/*.json")):
-            item_id = verdict_file.stem
-            entry = manifest["items"].setdefault(
-                item_id, {"id": item_id, "kind": "check", "chapter": chapter.stem, "files": [], "caption": "", **provenance}
-            )
-            entry["verdicts"] = json.loads(verdict_file.read_text())
-        partial = manifest_path.with_suffix(".json.part")
-        partial.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-        os.replace(partial, manifest_path)  # readers never see a half-written manifest
-    return manifest
+        with _locked(out / "manifest.lock"):
+            _record(manifest_path, chapter, profile, parameters, runtime, device, key, environment, out)
+    return _read_manifest(manifest_path)
+
+
+def _record(manifest_path: Path, chapter: Chapter, profile: str, parameters: dict[str, object], runtime: float,
+            device: str, key: str, environment: dict, out: Path) -> None:
+    """Write one executed chapter and its items into the manifest (hold the manifest lock)."""
+    # Read again: another run of this profile (another chapter) may have written it meanwhile.
+    manifest = _read_manifest(manifest_path)
+    manifest.update(profile=profile, **environment)
+    manifest["chapters"][chapter.stem] = {
+        "notebook": f"chapters/{chapter.stem}.ipynb",
+        "parameters": parameters,
+        "runtime_s": round(runtime, 2),
+        "device": device,
+        "key": key,
+        "created": environment["created"],
+    }
+    manifest["items"] = {k: v for k, v in manifest["items"].items() if v["chapter"] != chapter.stem}
+    provenance = {
+        "profile": profile,
+        "parameters": parameters,
+        "seed": parameters.get("seed"),
+        "runtime_s": round(runtime, 2),
+        "device": device,
+        "git_commit": environment["git_commit"],
+        "packages": environment["packages"],
+    }
+    records = out / "records" / chapter.stem
+    for record_file in sorted(records.glob("*.json")):
+        record = json.loads(record_file.read_text())
+        manifest["items"][record["id"]] = {**record, **provenance}
+    for verdict_file in sorted(records.glob("verdicts/*.json")):
+        item_id = verdict_file.stem
+        entry = manifest["items"].setdefault(
+            item_id, {"id": item_id, "kind": "check", "chapter": chapter.stem, "files": [], "caption": "", **provenance}
+        )
+        entry["verdicts"] = json.loads(verdict_file.read_text())
+    partial = manifest_path.with_suffix(".json.part")
+    partial.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    os.replace(partial, manifest_path)  # readers never see a half-written manifest
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (created if missing), held by one process at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lanes(chapters: list[Chapter]) -> tuple[list[Chapter], list[list[Chapter]]]:
+    """Split ``chapters`` into pages that must run alone (they time something) and lanes that
+    may run side by side: one lane per chapter number, its pages in order, because pages of
+    one chapter share trained networks (the first trains them, the next reuse them)."""
+    alone = [c for c in chapters if c.runs_alone]
+    grouped: dict[str, list[Chapter]] = {}
+    for chapter in chapters:
+        if chapter not in alone:
+            grouped.setdefault(chapter.number, []).append(chapter)
+    return alone, list(grouped.values())
+
+
+def run_lanes(root: Path, profile: str, chapters: list[Chapter], jobs: int, *, rerun: bool = False) -> dict:
+    """Execute ``chapters`` with up to ``jobs`` of them at once; returns the manifest.
+
+    Pages that run alone go first, one by one, in this process; then each lane (see
+    :func:`lanes`) runs in its own ``python -m lyapbook.book run`` process, ``jobs`` lanes at a
+    time, longest chapters first. Every chapter's parameters are checked before anything runs.
+    """
+    check_profile(profile)
+    profiles = load_profiles(root)
+    for chapter in chapters:
+        resolve_parameters(chapter, profile, profiles, {})
+    alone, parallel = lanes(chapters)
+    if alone:
+        run_chapters(root, profile, alone, rerun=rerun)
+    previous = _read_manifest(build_dir(root, profile) / "manifest.json")["chapters"]
+    parallel.sort(key=lambda lane: -sum(previous.get(c.stem, {}).get("runtime_s", 0.0) for c in lane))
+
+    def run_lane(lane: list[Chapter]) -> int:
+        command = [sys.executable, "-m", "lyapbook.book", "run", "--profile", profile]
+        for chapter in lane:
+            command += ["--chapter", chapter.stem]
+        return subprocess.run([*command, *(["--rerun"] if rerun else [])], cwd=root).returncode
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        codes = list(pool.map(run_lane, parallel))
+    failed = [c.stem for lane, code in zip(parallel, codes) if code != 0 for c in lane]
+    if failed:
+        raise BookError(f"chapters {', '.join(failed)} (in the lanes that failed) did not finish; their errors are above")
+    return _read_manifest(build_dir(root, profile) / "manifest.json")
 
 
 def package_fingerprint(root: Path) -> str:
