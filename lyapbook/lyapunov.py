@@ -366,13 +366,22 @@ def _warn(raw: dict, run: Run, blocks: list[slice] | None = None, *, stacklevel:
         ("collapsed", "a tangent vector collapsed to zero (R_ii = 0){where}: its log stretch was clamped to "
                       f"log({torch.finfo(dtype).tiny:.1e}); the affected exponents are lower bounds"),
         ("floored", "rounding floor{where}: at some QR step the smallest stretch R_kk fell below 10 eps x R_11 in "
-                    f"{dtype}, so the lowest exponents are rounding errors (too high); re-orthonormalise more often "
-                    f"(t_on={run.t_on} now){' or compute in float64' if dtype != torch.float64 else ''}"),
+                    f"{dtype}, so the lowest exponents are rounding errors (too high); " + _floor_advice(run.t_on, dtype)),
     ):
         hit = [g for g, rows in enumerate(blocks) if bool(raw[flag][rows].any())]
         if hit:
             where = "" if len(blocks) == 1 else f" (networks {hit[:10]}{' ...' if len(hit) > 10 else ''})"
             warnings.warn(message.format(where=where), RuntimeWarning, stacklevel=stacklevel)
+
+
+def _floor_advice(t_on: int, dtype: torch.dtype) -> str:
+    wider = " or compute in float64" if dtype != torch.float64 else ""
+    if t_on > 1:
+        return f"re-orthonormalise more often (t_on={t_on} now){wider}"
+    # With a QR every step, a direction contracts more than 1 / (10 eps) in one step relative to the first.
+    return (f"with a QR every step already, these directions contract by more than {1 / (10 * torch.finfo(dtype).eps):.0e} "
+            f"per step relative to the leading one, more than {dtype} resolves: read those exponents as upper "
+            f"bounds{wider}")
 
 
 def _result(raw: dict, run: Run, rows: slice, check_finite: bool = True) -> LyapunovResult:

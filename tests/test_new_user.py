@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import lyapbook
-from lyapbook.systems import DynamicalSystem, Henon
+from lyapbook.systems import DynamicalSystem, Henon, Linear
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -61,6 +61,10 @@ def test_the_rounding_floor_is_announced():
         lyapbook.lyapunov_spectrum(model, x, full_state=True, t_on=5, warmup=20)
     with warnings_as_errors():
         lyapbook.lyapunov_spectrum(model.double(), x.double(), full_state=True, t_on=1, warmup=20)
+    # A contraction beyond float64 in one step: a QR every step cannot help, and the warning says so.
+    steep = Linear(torch.diag(torch.tensor([1.0, 1e-17], dtype=torch.float64)))
+    with pytest.warns(RuntimeWarning, match=r"rounding floor: .*QR every step already.*upper bounds"):
+        lyapbook.lyapunov_spectrum(steep, 20, torch.ones(1, 2, dtype=torch.float64))
 
 
 class warnings_as_errors:
