@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..systems import DynamicalSystem
-from .functional import linear, scaled
+from .functional import gate_sum, linear, scaled
 from .stack import LayerLinearization, check_finite_parameters, stack_apply, stack_input_jacobian, stack_jacobian
 
 __all__ = ["TorchRNN"]
@@ -296,8 +296,7 @@ class _GRULinearization(LayerLinearization):
 
     def _wrt(self, weight, candidate_coef):
         n = self.size
-        return (scaled(self.dr, weight[..., :n, :]) + scaled(self.dz, weight[..., n : 2 * n, :])
-                + scaled(candidate_coef, weight[..., 2 * n :, :]))
+        return gate_sum(torch.cat([self.dr, self.dz, candidate_coef], dim=-1), weight[..., : 3 * n, :], 3)
 
     def own(self):
         own = self._wrt(self.w_hh, self.dn * self.r)
@@ -354,7 +353,7 @@ class _LSTMLinearization(LayerLinearization):
     def _gate_sum(self, coef, weight, gates):
         """sum_g diag(coef_g) W_g over ``gates`` stacked gate blocks: (batch, n, columns)."""
         n = self.hidden
-        return scaled(coef, weight[..., : gates * n, :]).unflatten(1, (gates, n)).sum(dim=1)
+        return gate_sum(coef, weight[..., : gates * n, :], gates)
 
     def _folded(self):
         """dh'/d(pre-activations) with c held fixed: o (1 - tanh^2) folded into the c-gate coefficients, (B, 4n)."""
