@@ -149,11 +149,6 @@ def _as_parameter(value: Parameter, name: str) -> float | torch.Tensor:
     return tensor
 
 
-def _on(value: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
-    """Move a batched parameter to ``like``'s dtype/device; scalars pass through."""
-    return value if isinstance(value, float) else value.to(dtype=like.dtype, device=like.device)
-
-
 class Flow(DynamicalSystem):
     """An autonomous ODE ``dh/dt = f(h)`` seen as the map of one classical RK4 step of size ``dt``.
 
@@ -314,11 +309,6 @@ class Henon(DynamicalSystem):
         jac = self._constant_jacobian(state).expand(state.shape[0], 2, 2).clone()
         jac[:, 0, 0] = state[:, 0] * (-2.0 * self.a)
         return jac
-
-    def step_with_jacobian(
-        self, state: torch.Tensor, x: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.step(state), self.jacobian(state)
 
     def _constant_jacobian(self, like: torch.Tensor) -> torch.Tensor:
         """[[0, 1], [b, 0]], the part of the Jacobian that does not depend on the state; cached."""
