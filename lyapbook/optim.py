@@ -31,6 +31,9 @@ class BatchedOptimizer:
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
         self.steps += active.to(self.steps.dtype)
+        if self.name == "adam" and bool(active.all()):
+            self._adam_in_place()
+            return
         for key, param in self.params.items():
             grad = param.grad if param.grad is not None else torch.zeros_like(param)
             shape = (-1,) + (1,) * (param.ndim - 1)
@@ -55,3 +58,16 @@ class BatchedOptimizer:
                 new = param - lr * (grad / (total.sqrt() + 1e-10))
                 state[0].copy_(torch.where(mask, total, state[0]))
             param.copy_(torch.where(mask, new, param))
+
+    def _adam_in_place(self) -> None:
+        """The Adam step of every model, in place: the same arithmetic, in the same order, as the masked
+        step below (so the same rounding), in half the passes over memory and without its copies."""
+        for key, param in self.params.items():
+            grad = param.grad if param.grad is not None else torch.zeros_like(param)
+            first, second = self.state[key]
+            shape = (-1,) + (1,) * (param.ndim - 1)
+            steps = self.steps.view(shape)
+            first.lerp_(grad, 0.1)
+            second.mul_(0.999).add_(torch.mul(grad, 0.001).mul_(grad))
+            denom = second.sqrt().div_(torch.sqrt(1.0 - 0.999**steps)).add_(1e-8)
+            param.sub_(torch.div(first, denom, out=denom).mul_(self.lr.view(shape) / (1.0 - 0.9**steps)))

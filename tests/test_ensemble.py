@@ -193,3 +193,22 @@ def test_the_bench_section_times_both_ways(capsys):
     rows = per_network_estimates(tiny, steps=1)
     assert [r["steps"] for r in rows] == [16, 2]
     assert all(r["per_network_s"] == pytest.approx(r["step_s"] * r["steps"] / 2) for r in rows)
+
+
+def test_the_in_place_adam_step_rounds_exactly_as_the_masked_step():
+    from lyapbook.optim import BatchedOptimizer
+
+    generator = torch.Generator().manual_seed(3)
+    start = torch.randn(3, 7, 2, dtype=torch.float64, generator=generator)
+    grads = [torch.randn(3, 7, 2, dtype=torch.float64, generator=generator) for _ in range(4)]
+    lr = torch.tensor([1e-2, 3e-2, 5e-3], dtype=torch.float64)
+    runs = []
+    for active in (torch.tensor([True, True, True]), torch.tensor([True, True, False])):  # in place; masked
+        param = start.clone()
+        opt = BatchedOptimizer("adam", {"w": param}, lr)
+        for grad in grads:
+            param.grad = grad.clone()
+            opt.step(active)
+        runs.append(param)
+    assert torch.equal(runs[0][:2], runs[1][:2]) and torch.equal(runs[1][2], start[2])
+    assert not torch.equal(runs[0][:2], start[:2])

@@ -2,7 +2,8 @@
 
 Every weight carries a leading network dimension (E, ...), each time step is one batched matrix
 product over the group, and each network keeps its own optimiser state, learning rate, schedule,
-gradient clipping and early stopping. With the same seed and batches, each network follows the
+gradient clipping and early stopping. PyTorch's RNN, LSTM and GRU run through hand-written
+backward passes (:mod:`lyapbook.tasks.recurrences`); the other cores through autograd. With the same seed and batches, each network follows the
 trajectory it would follow trained alone by :func:`lyapbook.tasks.training.train` (to
 floating-point rounding), because networks share no parameter: the summed loss of the group has,
 for each network, the gradient of that network's own loss.
@@ -29,6 +30,8 @@ from torch import nn
 
 from .data import Split
 from .models import CELL_OPTIONS, SequenceModel
+from .recurrences import gru_sequence, lstm_sequence, rnn_sequence
+from .recurrences import tanh as _tanh
 from ..lyapunov import lyapunov_spectra
 from ..optim import BatchedOptimizer as _BatchedOptimizer
 from .training import EarlyStopping, EpochRecord
@@ -60,8 +63,10 @@ class Ensemble:
 
     Build it with :meth:`from_models` from ordinary :class:`~lyapbook.tasks.models.SequenceModel`
     instances; take them back with :meth:`member` / :meth:`members` (their ``state_dict`` is the
-    network's slice of every stacked weight). ``params`` maps each ``state_dict`` name to a leaf
-    tensor (E, *shape); ``cell`` maps each cell hyperparameter to (E, 1, 1) (``cell_values``: the same as
+    network's slice of every stacked weight). All weights live in one leaf tensor ``flat``
+    (E, weights per network), so that clipping and the optimiser step are a few operations on it
+    whatever the number of weights; ``params`` maps each ``state_dict`` name to its view (E, *shape)
+    of ``flat`` (rebuilt at each forward pass, so that gradients reach ``flat``). ``cell`` maps each cell hyperparameter to (E, 1, 1) (``cell_values``: the same as
     Python floats); ``dropout`` lists each network's dropout rate.
     """
 
@@ -85,13 +90,24 @@ class Ensemble:
         self.arch, self.count = first.arch, len(models)
         self.training = True
         with torch.no_grad():
-            self.params = {name: torch.stack([m.state_dict()[name] for m in models]).clone().requires_grad_(True)
-                           for name in first.state_dict()}
-        like = next(iter(self.params.values()))
+            stacked = {name: torch.stack([m.state_dict()[name] for m in models]) for name in first.state_dict()}
+            self.flat = torch.cat([value.reshape(self.count, -1) for value in stacked.values()], dim=1).requires_grad_(True)
+        self._shapes = {name: value.shape[1:] for name, value in stacked.items()}
+        self.params = self._views()
+        like = self.flat
         self.cell_values = {name: [m.cell_options()[name] for m in models] for name in CELL_OPTIONS[self.arch]}
         self.cell = {name: torch.tensor(values, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
                      for name, values in self.cell_values.items()}
         self.dropout = [float(m.dropout.p) for m in models]
+
+    def _views(self) -> dict[str, torch.Tensor]:
+        """Each weight's view (E, *shape) of ``flat``."""
+        views, start = {}, 0
+        for name, shape in self._shapes.items():
+            size = math.prod(shape)
+            views[name] = self.flat[:, start : start + size].view(self.count, *shape)
+            start += size
+        return views
 
     @classmethod
     def from_models(cls, models: Sequence[SequenceModel]) -> Ensemble:
@@ -100,11 +116,11 @@ class Ensemble:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(iter(self.params.values())).dtype
+        return self.flat.dtype
 
     @property
     def device(self) -> torch.device:
-        return next(iter(self.params.values())).device
+        return self.flat.device
 
     def train(self, mode: bool = True) -> Ensemble:
         self.training = mode
@@ -137,7 +153,7 @@ class Ensemble:
 
         In training mode, dropout and noise are drawn from ``generators`` (one per network).
         """
-        p = self.params
+        p = self.params = self._views()
         if self.config["vocabulary"]:
             rows = torch.arange(self.count, device=x.device).view(-1, 1, 1)
             x = p["embedding.weight"][rows, x]
@@ -185,73 +201,21 @@ def _drive(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     return _linear(x.transpose(1, 2), weight, bias).unbind(1)
 
 
-def _torch_biases(ens: Ensemble) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    return ens.core_param("bias_ih_l0"), ens.core_param("bias_hh_l0")
+# PyTorch's three recurrences run through lyapbook.tasks.recurrences (hand-written backward passes):
+# inputs go in time-major (time, E, batch, in); states come back as a (E, batch, time, n) view.
 
 
-def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh; on the CPU as 2 sigmoid(2x) - 1, which PyTorch's CPU kernels compute several times faster."""
-    return torch.tanh(x) if x.is_cuda else torch.sigmoid(2.0 * x) * 2.0 - 1.0
-
-
-def _gate_scale(n: int, like: torch.Tensor) -> torch.Tensor:
-    """(4n,) ones with 2 on the candidate gate g: one sigmoid then gives i, f, o and (tanh(g) + 1) / 2."""
-    scale = torch.ones(4 * n, dtype=like.dtype, device=like.device)
-    scale[2 * n : 3 * n] = 2.0
-    return scale
-
-
-def _lstm(ens: Ensemble, x, generators):
-    b_ih, b_hh = _torch_biases(ens)
-    w_hh = ens.core_param("weight_hh_l0")
-    n = w_hh.shape[-1]
-    scale = _gate_scale(n, w_hh)
-    w_hh = (w_hh * scale.unsqueeze(-1)).transpose(1, 2)
-    drive_t = _drive(x, ens.core_param("weight_ih_l0") * scale.unsqueeze(-1), None if b_ih is None else (b_ih + b_hh) * scale)
-    h = drive_t[0].new_zeros(x.shape[0], x.shape[1], n)
-    c = torch.zeros_like(h)
-    out = []
-    for t in range(len(drive_t)):
-        i, f, g, o = torch.sigmoid(torch.baddbmm(drive_t[t], h, w_hh)).chunk(4, dim=-1)  # g holds (tanh(g) + 1) / 2
-        c = f * c + i * (2.0 * g - 1.0)
-        h = o * _tanh(c)
-        out.append(h)
-    return torch.stack(out, dim=2)
-
-
-def _gru(ens: Ensemble, x, generators):
-    b_ih, b_hh = _torch_biases(ens)
-    w_hh = ens.core_param("weight_hh_l0").transpose(1, 2)
-    n = w_hh.shape[1]
-    if b_ih is not None:  # b_hr and b_hz join the input drive; b_hn stays inside r * (W_hn h + b_hn)
-        b_in = b_ih + torch.cat([b_hh[:, : 2 * n], torch.zeros_like(b_hh[:, 2 * n :])], dim=-1)
-        b_hn = b_hh[:, 2 * n :].unsqueeze(1)
+def _torch_rnn(ens: Ensemble, x, generators):
+    weights = (ens.core_param("weight_ih_l0"), ens.core_param("bias_ih_l0"), ens.core_param("bias_hh_l0"),
+               ens.core_param("weight_hh_l0"))
+    inputs = x.permute(2, 0, 1, 3)
+    if ens.arch == "gru":
+        states = gru_sequence(inputs, *weights)
     else:
-        b_in, b_hn = None, None
-    drive_t = _drive(x, ens.core_param("weight_ih_l0"), b_in)
-    h = drive_t[0].new_zeros(x.shape[0], x.shape[1], n)
-    out = []
-    for t in range(len(drive_t)):
-        from_h = torch.bmm(h, w_hh)
-        d = drive_t[t]
-        r, z = torch.sigmoid(d[..., : 2 * n] + from_h[..., : 2 * n]).chunk(2, dim=-1)
-        hidden_n = from_h[..., 2 * n :] if b_hn is None else from_h[..., 2 * n :] + b_hn
-        cand = _tanh(d[..., 2 * n :] + r * hidden_n)
-        h = (1.0 - z) * cand + z * h
-        out.append(h)
-    return torch.stack(out, dim=2)
-
-
-def _rnn(ens: Ensemble, x, generators):
-    b_ih, b_hh = _torch_biases(ens)
-    w_hh = ens.core_param("weight_hh_l0").transpose(1, 2)
-    drive_t = _drive(x, ens.core_param("weight_ih_l0"), None if b_ih is None else b_ih + b_hh)
-    h = drive_t[0].new_zeros(x.shape[0], x.shape[1], w_hh.shape[1])
-    out = []
-    for t in range(len(drive_t)):
-        h = _tanh(torch.baddbmm(drive_t[t], h, w_hh))
-        out.append(h)
-    return torch.stack(out, dim=2)
+        weight_ih, bias_ih, bias_hh, weight_hh = weights
+        bias = None if bias_ih is None else bias_ih + bias_hh
+        states = (lstm_sequence if ens.arch == "lstm" else rnn_sequence)(inputs, weight_ih, bias, weight_hh)
+    return states.permute(1, 2, 0, 3)
 
 
 def _eye_like(weight: torch.Tensor) -> torch.Tensor:
@@ -343,7 +307,7 @@ def _lem(ens: Ensemble, x, generators):
     return torch.stack(out, dim=2)
 
 
-_CORES = {"lstm": _lstm, "gru": _gru, "rnn": _rnn, "asrnn": _asrnn, "cornn": _cornn, "lipschitz": _lipschitz,
+_CORES = {"lstm": _torch_rnn, "gru": _torch_rnn, "rnn": _torch_rnn, "asrnn": _asrnn, "cornn": _cornn, "lipschitz": _lipschitz,
           "noisy": _lipschitz, "lem": _lem}
 
 
@@ -354,7 +318,7 @@ _CORES = {"lstm": _lstm, "gru": _gru, "rnn": _rnn, "asrnn": _asrnn, "cornn": _co
 
 def make_ensemble_optimizer(name: str, ensemble: Ensemble, lr: float | Sequence[float]) -> _BatchedOptimizer:
     """One of :data:`~lyapbook.tasks.training.OPTIMIZERS` over the ensemble, one learning rate per network."""
-    return _BatchedOptimizer(name, ensemble.params, _per_network("lr", lr, ensemble.count).to(ensemble.dtype).to(ensemble.device))
+    return _BatchedOptimizer(name, {"flat": ensemble.flat}, _per_network("lr", lr, ensemble.count).to(ensemble.dtype).to(ensemble.device))
 
 
 def ensemble_step(ensemble: Ensemble, opt: _BatchedOptimizer, x: torch.Tensor, y: torch.Tensor, active: torch.Tensor,
@@ -364,26 +328,20 @@ def ensemble_step(ensemble: Ensemble, opt: _BatchedOptimizer, x: torch.Tensor, y
     CPU. A network whose loss is not finite is not updated (nor is any inactive one)."""
     losses = ensemble.losses(ensemble(x, generators), y)
     updating = active & torch.isfinite(losses.detach()).cpu()
-    for param in ensemble.params.values():
-        param.grad = None
+    ensemble.flat.grad = None
     if bool(updating.any()):
         mask = updating.to(ensemble.device)
         torch.where(mask, losses, torch.zeros_like(losses)).sum().backward()
-        _clip_per_network(ensemble.params, clips)
+        _clip_per_network(ensemble.flat.grad, clips)
         opt.step(mask)
     return losses.detach().cpu()
 
 
-def _clip_per_network(params: dict[str, torch.Tensor], clip: torch.Tensor) -> None:
-    """torch.nn.utils.clip_grad_norm_ applied to each network's gradients separately (inf: no clipping)."""
-    grads = [p.grad for p in params.values() if p.grad is not None]
-    if not grads:
-        return
-    norms = torch.stack([g.reshape(g.shape[0], -1).norm(dim=1) for g in grads]).norm(dim=0)  # (E,)
-    factor = (clip / (norms + 1e-6)).clamp(max=1.0)
-    factor = torch.where(torch.isinf(clip), torch.ones_like(factor), factor)
-    for g in grads:
-        g.mul_(factor.view((-1,) + (1,) * (g.ndim - 1)))
+def _clip_per_network(grad: torch.Tensor, clip: torch.Tensor) -> None:
+    """torch.nn.utils.clip_grad_norm_ applied to each network's gradients (a row of ``grad`` (E, weights)) with its
+    own ``clip`` (E,) (inf: no clipping)."""
+    factor = (clip / (grad.norm(dim=1) + 1e-6)).clamp(max=1.0)
+    grad.mul_(torch.where(torch.isinf(clip), torch.ones_like(factor), factor).unsqueeze(1))
 
 
 # ----------------------------------------------------------------------------------------------
