@@ -4,10 +4,13 @@ Speed itself is never asserted here (timings on a shared machine are noise); the
 that every section produces its table with the columns a chapter reads.
 """
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
+import lyapbook
 from lyapbook.bench import FLOOR, SECTIONS, main, run_section
 from lyapbook.reference import BASELINES, AutogradSystem
 from lyapbook.rnn import TorchRNN
@@ -40,6 +43,14 @@ def test_sections_return_tables_with_their_columns():
     assert len(kless) == 11 and (kless["max |exponent difference|"] < 1e-3).all()  # float32, 3 steps
     ensemble = run_section("spectra", networks=3, ensemble_hidden=4, sequences=2, steps=3, inputs=3, repeat=1, threads=1)
     assert list(ensemble["t_on"]) == [1, 5] and (ensemble["max |exponent difference|"] < 1e-4).all()
+    assert set(ensemble["rounding floor"]) <= {"yes", "no"}
+    with pytest.warns(RuntimeWarning, match="rounding floor"):  # the section reports the floor instead of warning
+        lyapbook.lyapunov_spectrum(torch.nn.LSTM(3, 24, batch_first=True), torch.randn(2, 200, 3), t_on=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        floor = run_section("spectra", networks=2, ensemble_hidden=24, sequences=2, steps=200, inputs=3, repeat=1,
+                            threads=1, ensemble_t_on=[20])
+    assert list(floor["rounding floor"]) == ["yes"]
 
 
 @pytest.mark.parametrize(
