@@ -63,7 +63,9 @@ def test_matrix_free_product_equals_the_formed_jacobian(name, full_state):
     frame = torch.linalg.qr(torch.randn(4, system.tangent_dim, 3, dtype=torch.float64))[0]
     new_state, jac = system.step_with_jacobian(state, x_t)
     free_state, product = system.step_with_tangent(state, x_t, frame)
-    assert torch.equal(free_state, new_state)
+    # PyTorch's modules multiply the state and its tangent by each weight in one product, so the
+    # state agrees to rounding (the product's blocking), not bit for bit.
+    assert (free_state - new_state).abs().max() <= EXACT
     assert (product - jac @ frame).abs().max() <= EXACT
     _, transposed = system.step_with_tangent(state, x_t, frame, transpose=True)
     assert (transposed - jac.mT @ frame).abs().max() <= EXACT

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..systems import DynamicalSystem
 from .functional import gate_sum, linear, scaled
-from .stack import LayerLinearization, check_finite_parameters, stack_apply, stack_input_jacobian, stack_jacobian
+from .stack import LayerLinearization, check_finite_parameters, stack_input_jacobian, stack_jacobian
 
 __all__ = ["TorchRNN"]
 
@@ -195,7 +195,7 @@ class TorchRNN(DynamicalSystem):
         return stack_jacobian(self._advance(state, x)[1])
 
     def step_with_jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        new_state, layers = self._advance(state, x)
+        new_state, layers, _ = self._advance(state, x)
         return new_state, stack_jacobian(layers)
 
     def step_with_tangent(
@@ -204,37 +204,67 @@ class TorchRNN(DynamicalSystem):
         """(next state, J @ tangent) without forming J; ``transpose=True`` forms J and returns J^T @ tangent."""
         if transpose:
             return super().step_with_tangent(state, x, tangent, transpose=True)
-        new_state, layers = self._advance(state, x)
-        return new_state, stack_apply(layers, tangent.mT).mT
+        new_state, _, rows = self._advance(state, x, rows=tangent.mT)
+        return new_state, rows.mT
 
     def input_jacobian(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """d(tangent coordinates of the next state)/d(x_t), (batch, tangent_dim, input_dim), every layer."""
         return stack_input_jacobian(self._advance(state, x)[1])
 
-    def _advance(self, state: torch.Tensor, x: torch.Tensor, linearize: bool = True):
+    def _advance(self, state: torch.Tensor, x: torch.Tensor, linearize: bool = True, rows: torch.Tensor | None = None):
+        """One step of the stack: (new state, each layer's linearisation, and with tangent ``rows`` (batch, K,
+        tangent_dim) their images J rows, else None).
+
+        With rows, each layer multiplies its weights once by the state's rows and the tangent's
+        together (one GEMM reads each weight matrix once per step, not twice), layer by layer:
+        a layer's input tangent is the tangent of the layer below, just computed."""
         layer_fn = {"LSTM": _lstm_layer, "GRU": _gru_layer}.get(self.kind, _rnn_layer)
         tensors = self.tensors()
-        new_states, linearizations, layer_input = [], [], x
+        new_states, linearizations, new_rows, layer_input, below = [], [], [], x, None
         for k in range(self.layers):
             weights = [tensors.get(f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
             layer_state = state[:, k * self.layer_state : (k + 1) * self.layer_state]
-            new_state, linearization = layer_fn(weights, layer_state, layer_input, self, linearize)
+            own = None if rows is None else rows[..., k * self.layer_tangent : (k + 1) * self.layer_tangent]
+            products = _Products(weights, layer_state[:, : self.hidden], layer_input,
+                                 None if own is None else own[..., : self.hidden], below)
+            new_state, linearization = layer_fn(weights, layer_state, products, self, linearize or rows is not None)
             new_states.append(new_state)
             linearizations.append(linearization)
+            if rows is not None:
+                new_rows.append(linearization.act_products(own, products.tangent_hidden, products.tangent_input))
+                below = new_rows[-1][..., : self.hidden]
             layer_input = new_state[:, : self.hidden]
-        return torch.cat(new_states, dim=-1), linearizations
+        image = None if rows is None else new_rows[0] if len(new_rows) == 1 else torch.cat(new_rows, dim=-1)
+        return torch.cat(new_states, dim=-1), linearizations, image
 
 
 
-def _affine(weights: list, h: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W_ih x + b_ih, W_hh h + b_hh), each (batch, gates * n)."""
-    w_ih, w_hh, b_ih, b_hh = weights
-    from_input = linear(x, w_ih)
-    from_hidden = linear(h, w_hh)
-    if b_ih is not None:
-        from_input = _add_bias(from_input, b_ih)
-        from_hidden = _add_bias(from_hidden, b_hh)
-    return from_input, from_hidden
+class _Products:
+    """A layer's weight products: ``from_input`` = W_ih x + b_ih and ``from_hidden`` = W_hh h + b_hh, each
+    (batch, gates * n); with tangent rows v (batch, K, n) of h and w (batch, K, input) of x, also
+    ``tangent_hidden`` = v W_hh^T and ``tangent_input`` = w W_ih^T (batch, K, gates * n), else None.
+
+    A state and its tangent rows meet each weight in one product (rows [x; w] and [h; v]), so
+    the weights, the largest operand when the batch is small, are read once per step."""
+
+    def __init__(self, weights: list, h: torch.Tensor, x: torch.Tensor, v: torch.Tensor | None, w: torch.Tensor | None):
+        w_ih, w_hh, b_ih, b_hh = weights
+        self.from_input, self.tangent_input = _with_rows(x, w, w_ih)
+        self.from_hidden, self.tangent_hidden = _with_rows(h, v, w_hh)
+        if b_ih is not None:
+            self.from_input = _add_bias(self.from_input, b_ih)
+            self.from_hidden = _add_bias(self.from_hidden, b_hh)
+
+    def total(self) -> torch.Tensor:
+        return self.from_input + self.from_hidden
+
+
+def _with_rows(values: torch.Tensor, rows: torch.Tensor | None, weight: torch.Tensor):
+    """(values W^T, rows W^T) from one product; values (batch, in), rows (batch, K, in) or None."""
+    if rows is None:
+        return linear(values, weight), None
+    both = linear(torch.cat([values.unsqueeze(1), rows], dim=1), weight)
+    return both[:, 0], both[:, 1:]
 
 
 def _add_bias(values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -244,13 +274,29 @@ def _add_bias(values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return (values.reshape(bias.shape[0], -1, bias.shape[-1]) + bias.unsqueeze(1)).reshape(values.shape)
 
 
-def _tangent_products(v, w, w_hh, w_ih):
-    """v W_hh^T + w W_ih^T over tangent rows (either may be None): the pre-activation tangent."""
-    from_hidden = linear(v, w_hh) if v is not None else None
-    from_input = linear(w, w_ih) if w is not None else None
-    if from_hidden is None:
-        return from_input
-    return from_hidden if from_input is None else from_hidden + from_input
+def _sum_present(hidden: torch.Tensor | None, inputs: torch.Tensor | None) -> torch.Tensor:
+    """v W_hh^T + w W_ih^T from whichever of the two products exists: the pre-activation tangent."""
+    if hidden is None:
+        return inputs
+    return hidden if inputs is None else hidden + inputs
+
+
+class _TorchLinearization(LayerLinearization):
+    """A PyTorch layer's linearisation: ``act`` forms the tangent's weight products and hands them to
+    ``act_products``, which the fused step (:class:`_Products`) calls with products it already has."""
+
+    w_ih: torch.Tensor
+    w_hh: torch.Tensor
+
+    def act(self, v, w):
+        hidden = linear(v[..., : self.hidden], self.w_hh) if v is not None else None
+        inputs = linear(w, self.w_ih) if w is not None else None
+        return self.act_products(v, hidden, inputs)
+
+    def act_products(self, v: torch.Tensor | None, hidden: torch.Tensor | None, inputs: torch.Tensor | None) -> torch.Tensor:
+        """Rows of A v + D w from v (batch, K, n_k) and the products ``hidden`` = v_h W_hh^T and ``inputs`` = w W_ih^T
+        (batch, K, gates * n) (None where that tangent is zero)."""
+        raise NotImplementedError
 
 
 def _rows(coef: torch.Tensor) -> torch.Tensor:
@@ -258,7 +304,7 @@ def _rows(coef: torch.Tensor) -> torch.Tensor:
     return coef.unsqueeze(1)
 
 
-class _RNNLinearization(LayerLinearization):
+class _RNNLinearization(_TorchLinearization):
     """h' = phi(W_ih x + W_hh h + b): A = diag(phi') W_hh, D = diag(phi') W_ih."""
 
     def __init__(self, slope, w_ih, w_hh):
@@ -271,12 +317,12 @@ class _RNNLinearization(LayerLinearization):
     def wrt_input(self):
         return scaled(self.slope, self.w_ih)
 
-    def act(self, v, w):
-        return _tangent_products(v, w, self.w_hh, self.w_ih) * _rows(self.slope)
+    def act_products(self, v, hidden, inputs):
+        return _sum_present(hidden, inputs) * _rows(self.slope)
 
 
-def _rnn_layer(weights, h, x, system, linearize):
-    pre = sum(_affine(weights, h, x))
+def _rnn_layer(weights, h, products, system, linearize):
+    pre = products.total()
     if system.kind == "RNN_TANH":
         new_h = torch.tanh(pre)
         slope = 1.0 - new_h * new_h if linearize else None
@@ -286,7 +332,7 @@ def _rnn_layer(weights, h, x, system, linearize):
     return new_h, (_RNNLinearization(slope, weights[0], weights[1]) if linearize else None)
 
 
-class _GRULinearization(LayerLinearization):
+class _GRULinearization(_TorchLinearization):
     """h' = (1 - z) n + z h:  dh'/dv = (h - n) dz/dv + (1 - z) dn/dv (+ diag(z) for v = h), with
     dz/dv = z(1-z) W_z, dn/dv = (1 - n^2) [ r W_hn (v = h only) + hidden_n r(1-r) W_r  (+ W_in for v = x) ]."""
 
@@ -306,10 +352,8 @@ class _GRULinearization(LayerLinearization):
     def wrt_input(self):
         return self._wrt(self.w_ih, self.dn)
 
-    def act(self, v, w):
+    def act_products(self, v, hidden, inputs):
         n = self.size
-        hidden = linear(v, self.w_hh) if v is not None else None
-        inputs = linear(w, self.w_ih) if w is not None else None
         if hidden is None:
             reset_update, candidate = inputs[..., : 2 * n], inputs[..., 2 * n :]
         else:
@@ -323,9 +367,9 @@ class _GRULinearization(LayerLinearization):
         return out if v is None else out + _rows(self.z) * v
 
 
-def _gru_layer(weights, h, x, system, linearize):
+def _gru_layer(weights, h, products, system, linearize):
     n = h.shape[-1]
-    from_input, from_hidden = _affine(weights, h, x)
+    from_input, from_hidden = products.from_input, products.from_hidden
     r = torch.sigmoid(from_input[:, :n] + from_hidden[:, :n])
     z = torch.sigmoid(from_input[:, n : 2 * n] + from_hidden[:, n : 2 * n])
     hidden_n = from_hidden[:, 2 * n :]  # W_hn h + b_hn
@@ -339,7 +383,7 @@ def _gru_layer(weights, h, x, system, linearize):
     return new_h, _GRULinearization(r, z, dr, dz, dn, weights[0], weights[1])
 
 
-class _LSTMLinearization(LayerLinearization):
+class _LSTMLinearization(_TorchLinearization):
     """c' = f c + i g, h' = o tanh(c'):  dc'/dv = sum over gates of coef_gate W_gate, and
     dh'/dv = o (1 - tanh^2 c') dc'/dv + tanh(c') o(1-o) W_o; with the full state also
     dh'/dc = o (1 - tanh^2 c') f and dc'/dc = f."""
@@ -382,9 +426,9 @@ class _LSTMLinearization(LayerLinearization):
         dh_dx, dc_dx = self._wrt(self.w_ih)
         return torch.cat([dh_dx, dc_dx], dim=1) if self.full_state else dh_dx
 
-    def act(self, v, w):
+    def act_products(self, v, hidden, inputs):
         n = self.hidden
-        pre = _tangent_products(None if v is None else v[..., :n], w, self.w_hh, self.w_ih)
+        pre = _sum_present(hidden, inputs)
         if not self.full_state:  # one product with the folded coefficients, one sum over the 4 gates
             return (pre * _rows(self._folded())).unflatten(-1, (4, n)).sum(dim=-2)
         dc = (pre[..., : 3 * n] * _rows(self.coef_c)).unflatten(-1, (3, n)).sum(dim=-2)
@@ -394,10 +438,10 @@ class _LSTMLinearization(LayerLinearization):
         return torch.cat([dh, dc], dim=-1) if self.full_state else dh
 
 
-def _lstm_layer(weights, state, x, system, linearize):
+def _lstm_layer(weights, state, products, system, linearize):
     n = state.shape[-1] // 2
-    h, c = state[:, :n], state[:, n:]
-    pre = sum(_affine(weights, h, x))
+    c = state[:, n:]
+    pre = products.total()
     i = torch.sigmoid(pre[:, :n])
     f = torch.sigmoid(pre[:, n : 2 * n])
     g = torch.tanh(pre[:, 2 * n : 3 * n])
