@@ -55,17 +55,13 @@ def _zeros(like: torch.Tensor) -> torch.Tensor:
     return torch.zeros(like.shape, dtype=like.dtype, device=like.device)
 
 
-def _drive_into(inputs: torch.Tensor, weight_in: torch.Tensor, t: int, out: torch.Tensor) -> torch.Tensor:
-    """Step t's input drive, inputs[t] (E, B, in) @ weight_in (E, in, G n), written into ``out``."""
-    return torch.bmm(inputs[t], weight_in, out=out)
-
-
-def _add_input_grads(inputs: torch.Tensor, weight_in: torch.Tensor, t: int, grad_drive: torch.Tensor,
-                     grad_weight_in: torch.Tensor, grad_inputs: torch.Tensor | None) -> None:
-    """Add step t's share of dL/dweight_in; write dL/dinputs[t] when the inputs need a gradient."""
-    grad_weight_in.baddbmm_(inputs[t].transpose(1, 2), grad_drive)
-    if grad_inputs is not None:
-        torch.bmm(grad_drive, weight_in.transpose(1, 2), out=grad_inputs[t])
+def _add_input_grads(x: torch.Tensor, weight_in_t: torch.Tensor, grad_drive: torch.Tensor, grad_weight_in: torch.Tensor,
+                     grad_x: torch.Tensor | None) -> None:
+    """Add one step's share of dL/dweight_in (x (E, B, in), grad_drive (E, B, G n)); write dL/dx into ``grad_x``
+    when the inputs need a gradient (``weight_in_t``: weight_in transposed, (E, G n, in))."""
+    grad_weight_in.baddbmm_(x.transpose(1, 2), grad_drive)
+    if grad_x is not None:
+        torch.bmm(grad_drive, weight_in_t, out=grad_x)
 
 
 class _RNN(torch.autograd.Function):
@@ -75,11 +71,12 @@ class _RNN(torch.autograd.Function):
     def forward(ctx, inputs, weight_in, weight):
         T, E, B, _ = inputs.shape
         states = inputs.new_empty(T, E, B, weight.shape[-1])
+        x, h = inputs.unbind(0), states.unbind(0)
         for t in range(T):
-            _drive_into(inputs, weight_in, t, states[t])
+            torch.bmm(x[t], weight_in, out=h[t])
             if t > 0:
-                states[t].baddbmm_(states[t - 1], weight)
-            _tanh_into(states[t], states[t])
+                h[t].baddbmm_(h[t - 1], weight)
+            _tanh_into(h[t], h[t])
         ctx.save_for_backward(inputs, weight_in, weight, states)
         return states
 
@@ -88,15 +85,18 @@ class _RNN(torch.autograd.Function):
         inputs, weight_in, weight, states = ctx.saved_tensors
         grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
         grad_weight_in, grad_weight = _zeros(weight_in), _zeros(weight)
-        step = torch.empty_like(states[0])  # dL/d(pre-activation) of step t
+        x, h, grad_h = inputs.unbind(0), states.unbind(0), grad_states.unbind(0)
+        grad_x = grad_inputs.unbind(0) if grad_inputs is not None else [None] * len(x)
+        weight_t, weight_in_t = weight.transpose(1, 2), weight_in.transpose(1, 2)
+        step = torch.empty_like(h[0])  # dL/d(pre-activation) of step t
         carried = None
-        for t in range(states.shape[0] - 1, -1, -1):
-            torch.mul(states[t], states[t], out=step).neg_().add_(1.0)  # tanh'
-            step.mul_(grad_states[t] if carried is None else grad_states[t] + carried)
-            _add_input_grads(inputs, weight_in, t, step, grad_weight_in, grad_inputs)
+        for t in range(len(h) - 1, -1, -1):
+            torch.mul(h[t], h[t], out=step).neg_().add_(1.0)  # tanh'
+            step.mul_(grad_h[t] if carried is None else grad_h[t] + carried)
+            _add_input_grads(x[t], weight_in_t, step, grad_weight_in, grad_x[t])
             if t > 0:
-                carried = torch.bmm(step, weight.transpose(1, 2))
-                grad_weight.baddbmm_(states[t - 1].transpose(1, 2), step)
+                carried = torch.bmm(step, weight_t)
+                grad_weight.baddbmm_(h[t - 1].transpose(1, 2), step)
         return grad_inputs, grad_weight_in, grad_weight
 
 
@@ -110,16 +110,17 @@ class _LSTM(torch.autograd.Function):
         n = weight.shape[1]
         gates = inputs.new_empty(T, E, B, 4 * n)  # sigmoids of the pre-activations
         cells, squashed, states = (inputs.new_empty(T, E, B, n) for _ in range(3))  # c_t, tanh(c_t), h_t
+        x, a, c, tc, h = (tensor.unbind(0) for tensor in (inputs, gates, cells, squashed, states))
         for t in range(T):
-            _drive_into(inputs, weight_in, t, gates[t])
+            torch.bmm(x[t], weight_in, out=a[t])
             if t > 0:
-                gates[t].baddbmm_(states[t - 1], weight)
-            i, f, g, o = gates[t].sigmoid_().chunk(4, dim=-1)
+                a[t].baddbmm_(h[t - 1], weight)
+            i, f, g, o = a[t].sigmoid_().chunk(4, dim=-1)
             if t == 0:  # c = i (2 g - 1), from c_{-1} = 0
-                torch.mul(i, g, out=cells[0]).mul_(2.0).sub_(i)
+                torch.mul(i, g, out=c[0]).mul_(2.0).sub_(i)
             else:  # c = f c_{t-1} + i (2 g - 1)
-                torch.mul(f, cells[t - 1], out=cells[t]).sub_(i).addcmul_(i, g, value=2.0)
-            torch.mul(o, _tanh_into(cells[t], squashed[t]), out=states[t])
+                torch.mul(f, c[t - 1], out=c[t]).sub_(i).addcmul_(i, g, value=2.0)
+            torch.mul(o, _tanh_into(c[t], tc[t]), out=h[t])
         ctx.save_for_backward(inputs, weight_in, weight, states)
         ctx.intermediates = gates, cells, squashed
         return states
@@ -128,33 +129,36 @@ class _LSTM(torch.autograd.Function):
     def backward(ctx, grad_states):
         inputs, weight_in, weight, states = ctx.saved_tensors
         gates, cells, squashed = ctx.intermediates
-        T, E, B, n = states.shape
+        n = states.shape[-1]
         grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
         grad_weight_in, grad_weight = _zeros(weight_in), _zeros(weight)
-        step = torch.empty_like(gates[0])  # dL/d(pre-activations) of step t
-        slope = torch.empty_like(gates[0])
-        along_cell = torch.empty_like(states[0])
-        carried = grad_cell = None
+        x, a, c, tc, h, grad_h = (tensor.unbind(0) for tensor in (inputs, gates, cells, squashed, states, grad_states))
+        grad_x = grad_inputs.unbind(0) if grad_inputs is not None else [None] * len(x)
+        weight_t, weight_in_t = weight.transpose(1, 2), weight_in.transpose(1, 2)
+        step = torch.empty_like(a[0])  # dL/d(pre-activations) of step t
+        slope = torch.empty_like(a[0])
+        along_cell = torch.empty_like(h[0])
         d_i, d_f, d_g, d_o = step.chunk(4, dim=-1)
-        for t in range(T - 1, -1, -1):
-            i, f, g, o = gates[t].chunk(4, dim=-1)
-            grad_h = grad_states[t] if carried is None else grad_states[t] + carried
-            torch.mul(squashed[t], squashed[t], out=along_cell).neg_().add_(1.0).mul_(o)  # dh/dc through o tanh(c)
-            grad_cell = grad_h * along_cell if grad_cell is None else grad_cell.addcmul_(grad_h, along_cell)
+        carried = grad_cell = None
+        for t in range(len(h) - 1, -1, -1):
+            i, f, g, o = a[t].chunk(4, dim=-1)
+            grad = grad_h[t] if carried is None else grad_h[t] + carried
+            torch.mul(tc[t], tc[t], out=along_cell).neg_().add_(1.0).mul_(o)  # dh/dc through o tanh(c)
+            grad_cell = grad * along_cell if grad_cell is None else grad_cell.addcmul_(grad, along_cell)
             torch.mul(g, 2.0, out=d_i).sub_(1.0).mul_(grad_cell)  # dL/di = dL/dc (2 g - 1)
             if t > 0:
-                torch.mul(grad_cell, cells[t - 1], out=d_f)
+                torch.mul(grad_cell, c[t - 1], out=d_f)
             else:
                 d_f.zero_()
             torch.mul(grad_cell, i, out=d_g)  # times 2 (g = 2 sigmoid - 1) in the slope below
-            torch.mul(grad_h, squashed[t], out=d_o)
-            _sigmoid_slope(gates[t], slope)[..., 2 * n : 3 * n].mul_(2.0)
+            torch.mul(grad, tc[t], out=d_o)
+            _sigmoid_slope(a[t], slope)[..., 2 * n : 3 * n].mul_(2.0)
             step.mul_(slope)
-            _add_input_grads(inputs, weight_in, t, step, grad_weight_in, grad_inputs)
+            _add_input_grads(x[t], weight_in_t, step, grad_weight_in, grad_x[t])
             if t > 0:
                 grad_cell.mul_(f)
-                carried = torch.bmm(step, weight.transpose(1, 2))
-                grad_weight.baddbmm_(states[t - 1].transpose(1, 2), step)
+                carried = torch.bmm(step, weight_t)
+                grad_weight.baddbmm_(h[t - 1].transpose(1, 2), step)
         return grad_inputs, grad_weight_in, grad_weight
 
 
@@ -171,18 +175,19 @@ class _GRU(torch.autograd.Function):
         recurrent = inputs.new_empty(T, E, B, 3 * n)  # h W + (0, 0, b_hm)
         gates = inputs.new_empty(T, E, B, 2 * n)  # r, z
         candidates, states = inputs.new_empty(T, E, B, n), inputs.new_empty(T, E, B, n)
+        x, rec, rz, m, h = (tensor.unbind(0) for tensor in (inputs, recurrent, gates, candidates, states))
         for t in range(T):
-            _drive_into(inputs, weight_in, t, drive)
+            torch.bmm(x[t], weight_in, out=drive)
             if t == 0:
-                recurrent[0].copy_(hidden_bias.expand(E, B, 3 * n))
+                rec[0].copy_(hidden_bias.expand(E, B, 3 * n))
             else:
-                torch.baddbmm(hidden_bias, states[t - 1], weight, out=recurrent[t])
-            r, z = torch.add(drive[..., : 2 * n], recurrent[t, ..., : 2 * n], out=gates[t]).sigmoid_().chunk(2, dim=-1)
-            m = _tanh_into(torch.addcmul(drive[..., 2 * n :], r, recurrent[t, ..., 2 * n :], out=candidates[t]), candidates[t])
+                torch.baddbmm(hidden_bias, h[t - 1], weight, out=rec[t])
+            r, z = torch.add(drive[..., : 2 * n], rec[t][..., : 2 * n], out=rz[t]).sigmoid_().chunk(2, dim=-1)
+            _tanh_into(torch.addcmul(drive[..., 2 * n :], r, rec[t][..., 2 * n :], out=m[t]), m[t])
             if t == 0:  # h' = (1 - z) m
-                torch.addcmul(m, z, m, value=-1.0, out=states[0])
+                torch.addcmul(m[0], z, m[0], value=-1.0, out=h[0])
             else:  # h' = m + z (h - m)
-                torch.sub(states[t - 1], m, out=states[t]).mul_(z).add_(m)
+                torch.sub(h[t - 1], m[t], out=h[t]).mul_(z).add_(m[t])
         ctx.save_for_backward(inputs, weight_in, weight, states)
         ctx.intermediates = recurrent, gates, candidates
         return states
@@ -191,34 +196,37 @@ class _GRU(torch.autograd.Function):
     def backward(ctx, grad_states):
         inputs, weight_in, weight, states = ctx.saved_tensors
         recurrent, gates, candidates = ctx.intermediates
-        T, E, B, n = states.shape
+        E, n = states.shape[1], states.shape[-1]
         grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
         grad_weight_in, grad_weight = _zeros(weight_in), _zeros(weight)
         grad_hidden_bias = states.new_zeros(E, 1, 3 * n)
-        grad_drive = states.new_empty(E, B, 3 * n)  # dL/d(r, z, m pre-activations)
-        grad_recurrent = states.new_empty(E, B, 3 * n)  # dL/d(h W + (0, 0, b_hm))
-        scratch = torch.empty_like(states[0])
+        x, rec, rz, m, h, grad_h = (tensor.unbind(0) for tensor in (inputs, recurrent, gates, candidates, states, grad_states))
+        grad_x = grad_inputs.unbind(0) if grad_inputs is not None else [None] * len(x)
+        weight_t, weight_in_t = weight.transpose(1, 2), weight_in.transpose(1, 2)
+        grad_drive = torch.empty_like(rec[0])  # dL/d(r, z, m pre-activations)
+        grad_recurrent = torch.empty_like(rec[0])  # dL/d(h W + (0, 0, b_hm))
+        scratch = torch.empty_like(h[0])
         d_r, d_z, d_m = grad_drive.chunk(3, dim=-1)
+        d_hidden = grad_recurrent[..., 2 * n :]
         carried = None
-        for t in range(T - 1, -1, -1):
-            r, z = gates[t].chunk(2, dim=-1)
-            m = candidates[t]
-            grad_h = grad_states[t] if carried is None else grad_states[t] + carried
-            torch.mul(m, m, out=d_m).neg_().add_(1.0).mul_(grad_h)  # (1 - m^2) dh
+        for t in range(len(h) - 1, -1, -1):
+            r, z = rz[t].chunk(2, dim=-1)
+            grad = grad_h[t] if carried is None else grad_h[t] + carried
+            torch.mul(m[t], m[t], out=d_m).neg_().add_(1.0).mul_(grad)  # (1 - m^2) dh
             d_m.mul_(torch.sub(1.0, z, out=scratch))  # ... (1 - z)
-            torch.mul(d_m, r, out=grad_recurrent[..., 2 * n :])
-            torch.mul(d_m, recurrent[t, ..., 2 * n :], out=d_r).mul_(_sigmoid_slope(r, scratch))
+            torch.mul(d_m, r, out=d_hidden)
+            torch.mul(d_m, rec[t][..., 2 * n :], out=d_r).mul_(_sigmoid_slope(r, scratch))
             if t > 0:
-                torch.sub(states[t - 1], m, out=d_z)
+                torch.sub(h[t - 1], m[t], out=d_z)
             else:
-                torch.neg(m, out=d_z)
-            d_z.mul_(grad_h).mul_(_sigmoid_slope(z, scratch))
+                torch.neg(m[t], out=d_z)
+            d_z.mul_(grad).mul_(_sigmoid_slope(z, scratch))
             grad_recurrent[..., : 2 * n] = grad_drive[..., : 2 * n]
-            _add_input_grads(inputs, weight_in, t, grad_drive, grad_weight_in, grad_inputs)
+            _add_input_grads(x[t], weight_in_t, grad_drive, grad_weight_in, grad_x[t])
             grad_hidden_bias.add_(grad_recurrent.sum(dim=1, keepdim=True))
             if t > 0:
-                carried = torch.baddbmm(grad_h * z, grad_recurrent, weight.transpose(1, 2))
-                grad_weight.baddbmm_(states[t - 1].transpose(1, 2), grad_recurrent)
+                carried = torch.baddbmm(grad * z, grad_recurrent, weight_t)
+                grad_weight.baddbmm_(h[t - 1].transpose(1, 2), grad_recurrent)
         return grad_inputs, grad_weight_in, grad_weight, grad_hidden_bias
 
 
