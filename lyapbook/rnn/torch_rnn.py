@@ -238,7 +238,6 @@ class TorchRNN(DynamicalSystem):
         return torch.cat(new_states, dim=-1), linearizations, image
 
 
-
 class _Products:
     """A layer's weight products: ``from_input`` = W_ih x + b_ih and ``from_hidden`` = W_hh h + b_hh, each
     (batch, gates * n); with tangent rows v (batch, K, n) of h and w (batch, K, input) of x, also
