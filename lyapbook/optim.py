@@ -31,7 +31,7 @@ class BatchedOptimizer:
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
         self.steps += active.to(self.steps.dtype)
-        if self.name == "adam" and bool(active.all()):
+        if self.name == "adam" and bool(active.all()) and all(p.dtype == self.lr.dtype for p in self.params.values()):
             self._adam_in_place()
             return
         for key, param in self.params.items():
@@ -61,7 +61,8 @@ class BatchedOptimizer:
 
     def _adam_in_place(self) -> None:
         """The Adam step of every model, in place: the same arithmetic, in the same order, as the masked
-        step below (so the same rounding), in half the passes over memory and without its copies."""
+        step below (so the same rounding, given ``lr`` in the parameters' dtype), in half the passes
+        over memory and without its copies."""
         for key, param in self.params.items():
             grad = param.grad if param.grad is not None else torch.zeros_like(param)
             first, second = self.state[key]

@@ -212,3 +212,14 @@ def test_the_in_place_adam_step_rounds_exactly_as_the_masked_step():
         runs.append(param)
     assert torch.equal(runs[0][:2], runs[1][:2]) and torch.equal(runs[1][2], start[2])
     assert not torch.equal(runs[0][:2], start[:2])
+
+
+def test_an_ensemble_can_be_deep_copied_and_its_copy_trains_alone(digits):
+    import copy
+
+    train_split, val_split = digits
+    ensemble = Ensemble([build_model("lstm", 8, 6, 10, seed=s).double() for s in range(2)])
+    twin = copy.deepcopy(ensemble)
+    train_ensemble(twin, train_split, val_split, epochs=1, seeds=[0, 1], batch_size=16)
+    assert largest_difference(ensemble.member(0), build_model("lstm", 8, 6, 10, seed=0).double()) == 0.0
+    assert largest_difference(twin.member(0), ensemble.member(0)) > 1e-4

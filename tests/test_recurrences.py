@@ -57,3 +57,20 @@ def test_hand_written_gradients_equal_finite_differences(arch, last_only):
         return out[-1] if last_only else out
 
     assert torch.autograd.gradcheck(states, args, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_a_gradient_of_the_gradient_is_refused_plainly_and_backward_frees_the_buffers():
+    torch.manual_seed(3)
+    weights = (0.5 * torch.randn(2, 12, 2), None, 0.5 * torch.randn(2, 12, 3))
+    weights = tuple(None if w is None else w.double().requires_grad_() for w in weights)
+    out = lstm_sequence(torch.randn(4, 2, 3, 2, dtype=torch.float64), *weights)
+    (grad,) = torch.autograd.grad((out * out).sum(), weights[0], create_graph=True)  # a gradient penalty's first half
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
+    out = lstm_sequence(torch.randn(4, 2, 3, 2, dtype=torch.float64), *weights)
+    out.sum().backward()
+    # Every buffer went through save_for_backward, so backward released it; none hangs on the node.
+    with pytest.raises(RuntimeError, match="freed"):
+        out.grad_fn.saved_tensors
+    kept = [v for v in vars(out.grad_fn).values() if isinstance(v, (torch.Tensor, tuple, list))]
+    assert kept == []

@@ -61,18 +61,18 @@ def stack_jacobian(layers: Sequence[LayerLinearization]) -> torch.Tensor:
     """
     if len(layers) == 1:
         return layers[0].own()
-    own = [layer.own() for layer in layers]
     total = sum(layer.size for layer in layers)
-    jac = own[0].new_zeros(own[0].shape[0], total, total)
-    start, input_rows = 0, None
+    block_rows, start, input_rows = [], 0, None
     for k, layer in enumerate(layers):
-        block = slice(start, start + layer.size)
-        jac[:, block, block] = own[k]
-        if k > 0:
-            jac[:, block, :start] = layer.wrt_input() @ input_rows
-        input_rows = jac[:, start : start + layer.hidden, : start + layer.size]
+        own = layer.own()
+        right = own.new_zeros(own.shape[0], layer.size, total - start - layer.size)
+        blocks = [own, right] if k == 0 else [layer.wrt_input() @ input_rows, own, right]
+        block_rows.append(torch.cat(blocks, dim=-1))
         start += layer.size
-    return jac
+        input_rows = block_rows[-1][:, : layer.hidden, :start]
+    # Assembled by concatenation, not written into a preallocated matrix, so that autograd can
+    # differentiate it (differentiable spectra of stacked networks).
+    return torch.cat(block_rows, dim=1)
 
 
 def stack_apply(layers: Sequence[LayerLinearization], rows: torch.Tensor) -> torch.Tensor:

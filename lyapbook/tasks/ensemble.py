@@ -65,8 +65,8 @@ class Ensemble:
     instances; take them back with :meth:`member` / :meth:`members` (their ``state_dict`` is the
     network's slice of every stacked weight). All weights live in one leaf tensor ``flat``
     (E, weights per network), so that clipping and the optimiser step are a few operations on it
-    whatever the number of weights; ``params`` maps each ``state_dict`` name to its view (E, *shape)
-    of ``flat`` (rebuilt at each forward pass, so that gradients reach ``flat``). ``cell`` maps each cell hyperparameter to (E, 1, 1) (``cell_values``: the same as
+    whatever the number of weights; ``params`` maps each ``state_dict`` name to its detached view
+    (E, *shape) of ``flat`` (a forward pass makes its own views, which carry the graph). ``cell`` maps each cell hyperparameter to (E, 1, 1) (``cell_values``: the same as
     Python floats); ``dropout`` lists each network's dropout rate.
     """
 
@@ -93,21 +93,26 @@ class Ensemble:
             stacked = {name: torch.stack([m.state_dict()[name] for m in models]) for name in first.state_dict()}
             self.flat = torch.cat([value.reshape(self.count, -1) for value in stacked.values()], dim=1).requires_grad_(True)
         self._shapes = {name: value.shape[1:] for name, value in stacked.items()}
-        self.params = self._views()
+        self._bound: dict[str, torch.Tensor] | None = None  # the views of the forward pass under way
         like = self.flat
         self.cell_values = {name: [m.cell_options()[name] for m in models] for name in CELL_OPTIONS[self.arch]}
         self.cell = {name: torch.tensor(values, dtype=like.dtype, device=like.device).reshape(-1, 1, 1)
                      for name, values in self.cell_values.items()}
         self.dropout = [float(m.dropout.p) for m in models]
 
-    def _views(self) -> dict[str, torch.Tensor]:
+    def _views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each weight's view (E, *shape) of ``flat``."""
         views, start = {}, 0
         for name, shape in self._shapes.items():
             size = math.prod(shape)
-            views[name] = self.flat[:, start : start + size].view(self.count, *shape)
+            views[name] = flat[:, start : start + size].view(self.count, *shape)
             start += size
         return views
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        """Each weight by ``state_dict`` name, (E, *shape): a detached view of ``flat``, for reading."""
+        return self._views(self.flat.detach())
 
     @classmethod
     def from_models(cls, models: Sequence[SequenceModel]) -> Ensemble:
@@ -153,12 +158,15 @@ class Ensemble:
 
         In training mode, dropout and noise are drawn from ``generators`` (one per network).
         """
-        p = self.params = self._views()
-        if self.config["vocabulary"]:
-            rows = torch.arange(self.count, device=x.device).view(-1, 1, 1)
-            x = p["embedding.weight"][rows, x]
-        noisy = self.training and generators is not None
-        hidden = _CORES[self.arch](self, x, generators if noisy else None)  # (E, batch, time, hidden)
+        p = self._bound = self._views(self.flat)  # views that carry the graph back to flat
+        try:
+            if self.config["vocabulary"]:
+                rows = torch.arange(self.count, device=x.device).view(-1, 1, 1)
+                x = p["embedding.weight"][rows, x]
+            noisy = self.training and generators is not None
+            hidden = _CORES[self.arch](self, x, generators if noisy else None)  # (E, batch, time, hidden)
+        finally:
+            self._bound = None
         if noisy and any(rate > 0 for rate in self.dropout):
             hidden = hidden * self._dropout_masks(hidden.shape[1:], generators)
         if self.config["output"] == "last":
@@ -185,7 +193,8 @@ class Ensemble:
         return per.reshape(self.count, -1).mean(1)
 
     def core_param(self, name: str) -> torch.Tensor | None:
-        return self.params.get(f"core.{name}")
+        """The core's weight ``name`` (E, *shape); inside a forward pass, the view that carries the graph."""
+        return (self.params if self._bound is None else self._bound).get(f"core.{name}")
 
 
 # ----------------------------------------------------------------------------------------------

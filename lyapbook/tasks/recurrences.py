@@ -13,12 +13,14 @@ weights and biases in PyTorch's layout, and returns the hidden states (T, E, B, 
 initial state. Inside, the input bias rides along as a column of ones appended to the inputs, so
 that one product per step gives the drive with its bias and one product per step its gradient.
 ``tests/test_recurrences.py`` checks every function against ``nn.RNN``/``nn.LSTM``/``nn.GRU`` and
-its gradients against finite differences (``torch.autograd.gradcheck``, float64).
+its gradients against finite differences (``torch.autograd.gradcheck``, float64). The backward
+passes are differentiable once (no gradient of a gradient, e.g. no gradient penalty through them).
 """
 
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["gru_sequence", "lstm_sequence", "rnn_sequence", "tanh"]
 
@@ -81,6 +83,7 @@ class _RNN(torch.autograd.Function):
         return states
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states):
         inputs, weight_in, weight, states = ctx.saved_tensors
         grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
@@ -121,14 +124,13 @@ class _LSTM(torch.autograd.Function):
             else:  # c = f c_{t-1} + i (2 g - 1)
                 torch.mul(f, c[t - 1], out=c[t]).sub_(i).addcmul_(i, g, value=2.0)
             torch.mul(o, _tanh_into(c[t], tc[t]), out=h[t])
-        ctx.save_for_backward(inputs, weight_in, weight, states)
-        ctx.intermediates = gates, cells, squashed
+        ctx.save_for_backward(inputs, weight_in, weight, states, gates, cells, squashed)
         return states
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states):
-        inputs, weight_in, weight, states = ctx.saved_tensors
-        gates, cells, squashed = ctx.intermediates
+        inputs, weight_in, weight, states, gates, cells, squashed = ctx.saved_tensors
         n = states.shape[-1]
         grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
         grad_weight_in, grad_weight = _zeros(weight_in), _zeros(weight)
@@ -188,14 +190,13 @@ class _GRU(torch.autograd.Function):
                 torch.addcmul(m[0], z, m[0], value=-1.0, out=h[0])
             else:  # h' = m + z (h - m)
                 torch.sub(h[t - 1], m[t], out=h[t]).mul_(z).add_(m[t])
-        ctx.save_for_backward(inputs, weight_in, weight, states)
-        ctx.intermediates = recurrent, gates, candidates
+        ctx.save_for_backward(inputs, weight_in, weight, states, recurrent, gates, candidates)
         return states
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_states):
-        inputs, weight_in, weight, states = ctx.saved_tensors
-        recurrent, gates, candidates = ctx.intermediates
+        inputs, weight_in, weight, states, recurrent, gates, candidates = ctx.saved_tensors
         E, n = states.shape[1], states.shape[-1]
         grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
         grad_weight_in, grad_weight = _zeros(weight_in), _zeros(weight)
