@@ -3,10 +3,11 @@
 Every weight carries a leading network dimension (E, ...), each time step is one batched matrix
 product over the group, and each network keeps its own optimiser state, learning rate, schedule,
 gradient clipping and early stopping. PyTorch's RNN, LSTM and GRU run through hand-written
-backward passes (:mod:`lyapbook.tasks.recurrences`); the other cores through autograd. With the same seed and batches, each network follows the
-trajectory it would follow trained alone by :func:`lyapbook.tasks.training.train` (to
-floating-point rounding), because networks share no parameter: the summed loss of the group has,
-for each network, the gradient of that network's own loss.
+backward passes (:mod:`lyapbook.tasks.recurrences`); the other cores through autograd. With the
+same seed and batches, each network follows the trajectory it would follow trained alone by
+:func:`lyapbook.tasks.training.train` (to floating-point rounding), because networks share no
+parameter: the summed loss of the group has, for each network, the gradient of that network's
+own loss.
 
 Randomness (dropout, the Noisy RNN's noise) is drawn for each network from its own generator,
 seeded by that network's seed alone, so a network's training does not depend on which other
@@ -66,8 +67,9 @@ class Ensemble:
     network's slice of every stacked weight). All weights live in one leaf tensor ``flat``
     (E, weights per network), so that clipping and the optimiser step are a few operations on it
     whatever the number of weights; ``params`` maps each ``state_dict`` name to its detached view
-    (E, *shape) of ``flat`` (a forward pass makes its own views, which carry the graph). ``cell`` maps each cell hyperparameter to (E, 1, 1) (``cell_values``: the same as
-    Python floats); ``dropout`` lists each network's dropout rate.
+    (E, *shape) of ``flat`` (a forward pass makes its own views, which carry the graph). ``cell``
+    maps each cell hyperparameter to (E, 1, 1) (``cell_values``: the same as Python floats);
+    ``dropout`` lists each network's dropout rate.
     """
 
     def __init__(self, models: Sequence[SequenceModel]):

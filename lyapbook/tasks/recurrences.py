@@ -57,13 +57,21 @@ def _zeros(like: torch.Tensor) -> torch.Tensor:
     return torch.zeros(like.shape, dtype=like.dtype, device=like.device)
 
 
-def _add_input_grads(x: torch.Tensor, weight_in_t: torch.Tensor, grad_drive: torch.Tensor, grad_weight_in: torch.Tensor,
-                     grad_x: torch.Tensor | None) -> None:
-    """Add one step's share of dL/dweight_in (x (E, B, in), grad_drive (E, B, G n)); write dL/dx into ``grad_x``
-    when the inputs need a gradient (``weight_in_t``: weight_in transposed, (E, G n, in))."""
-    grad_weight_in.baddbmm_(x.transpose(1, 2), grad_drive)
-    if grad_x is not None:
-        torch.bmm(grad_drive, weight_in_t, out=grad_x)
+class _Gradients:
+    """What every backward pass starts with: zeroed weight gradients, dL/dinputs when the inputs need
+    it (with its per-step views ``x``, else None per step) and the transposed weights."""
+
+    def __init__(self, ctx, inputs: torch.Tensor, weight_in: torch.Tensor, weight: torch.Tensor):
+        self.inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
+        self.x = self.inputs.unbind(0) if self.inputs is not None else [None] * inputs.shape[0]
+        self.weight_in, self.weight = _zeros(weight_in), _zeros(weight)
+        self.weight_in_t, self.weight_t = weight_in.transpose(1, 2), weight.transpose(1, 2)
+
+    def add_input_step(self, t: int, x_t: torch.Tensor, grad_drive: torch.Tensor) -> None:
+        """Add step t's share of dL/dweight_in (x_t (E, B, in), grad_drive (E, B, G n)); write dL/dx_t when needed."""
+        self.weight_in.baddbmm_(x_t.transpose(1, 2), grad_drive)
+        if self.inputs is not None:
+            torch.bmm(grad_drive, self.weight_in_t, out=self.x[t])
 
 
 class _RNN(torch.autograd.Function):
@@ -86,21 +94,18 @@ class _RNN(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_states):
         inputs, weight_in, weight, states = ctx.saved_tensors
-        grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
-        grad_weight_in, grad_weight = _zeros(weight_in), _zeros(weight)
+        grads = _Gradients(ctx, inputs, weight_in, weight)
         x, h, grad_h = inputs.unbind(0), states.unbind(0), grad_states.unbind(0)
-        grad_x = grad_inputs.unbind(0) if grad_inputs is not None else [None] * len(x)
-        weight_t, weight_in_t = weight.transpose(1, 2), weight_in.transpose(1, 2)
         step = torch.empty_like(h[0])  # dL/d(pre-activation) of step t
         carried = None
         for t in range(len(h) - 1, -1, -1):
             torch.mul(h[t], h[t], out=step).neg_().add_(1.0)  # tanh'
             step.mul_(grad_h[t] if carried is None else grad_h[t] + carried)
-            _add_input_grads(x[t], weight_in_t, step, grad_weight_in, grad_x[t])
+            grads.add_input_step(t, x[t], step)
             if t > 0:
-                carried = torch.bmm(step, weight_t)
-                grad_weight.baddbmm_(h[t - 1].transpose(1, 2), step)
-        return grad_inputs, grad_weight_in, grad_weight
+                carried = torch.bmm(step, grads.weight_t)
+                grads.weight.baddbmm_(h[t - 1].transpose(1, 2), step)
+        return grads.inputs, grads.weight_in, grads.weight
 
 
 class _LSTM(torch.autograd.Function):
@@ -132,11 +137,8 @@ class _LSTM(torch.autograd.Function):
     def backward(ctx, grad_states):
         inputs, weight_in, weight, states, gates, cells, squashed = ctx.saved_tensors
         n = states.shape[-1]
-        grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
-        grad_weight_in, grad_weight = _zeros(weight_in), _zeros(weight)
+        grads = _Gradients(ctx, inputs, weight_in, weight)
         x, a, c, tc, h, grad_h = (tensor.unbind(0) for tensor in (inputs, gates, cells, squashed, states, grad_states))
-        grad_x = grad_inputs.unbind(0) if grad_inputs is not None else [None] * len(x)
-        weight_t, weight_in_t = weight.transpose(1, 2), weight_in.transpose(1, 2)
         step = torch.empty_like(a[0])  # dL/d(pre-activations) of step t
         slope = torch.empty_like(a[0])
         along_cell = torch.empty_like(h[0])
@@ -156,12 +158,12 @@ class _LSTM(torch.autograd.Function):
             torch.mul(grad, tc[t], out=d_o)
             _sigmoid_slope(a[t], slope)[..., 2 * n : 3 * n].mul_(2.0)
             step.mul_(slope)
-            _add_input_grads(x[t], weight_in_t, step, grad_weight_in, grad_x[t])
+            grads.add_input_step(t, x[t], step)
             if t > 0:
                 grad_cell.mul_(f)
-                carried = torch.bmm(step, weight_t)
-                grad_weight.baddbmm_(h[t - 1].transpose(1, 2), step)
-        return grad_inputs, grad_weight_in, grad_weight
+                carried = torch.bmm(step, grads.weight_t)
+                grads.weight.baddbmm_(h[t - 1].transpose(1, 2), step)
+        return grads.inputs, grads.weight_in, grads.weight
 
 
 class _GRU(torch.autograd.Function):
@@ -198,12 +200,9 @@ class _GRU(torch.autograd.Function):
     def backward(ctx, grad_states):
         inputs, weight_in, weight, states, recurrent, gates, candidates = ctx.saved_tensors
         E, n = states.shape[1], states.shape[-1]
-        grad_inputs = torch.empty_like(inputs) if ctx.needs_input_grad[0] else None
-        grad_weight_in, grad_weight = _zeros(weight_in), _zeros(weight)
+        grads = _Gradients(ctx, inputs, weight_in, weight)
         grad_hidden_bias = states.new_zeros(E, 1, 3 * n)
         x, rec, rz, m, h, grad_h = (tensor.unbind(0) for tensor in (inputs, recurrent, gates, candidates, states, grad_states))
-        grad_x = grad_inputs.unbind(0) if grad_inputs is not None else [None] * len(x)
-        weight_t, weight_in_t = weight.transpose(1, 2), weight_in.transpose(1, 2)
         grad_drive = torch.empty_like(rec[0])  # dL/d(r, z, m pre-activations)
         grad_recurrent = torch.empty_like(rec[0])  # dL/d(h W + (0, 0, b_hm))
         scratch = torch.empty_like(h[0])
@@ -223,12 +222,12 @@ class _GRU(torch.autograd.Function):
                 torch.neg(m[t], out=d_z)
             d_z.mul_(grad).mul_(_sigmoid_slope(z, scratch))
             grad_recurrent[..., : 2 * n] = grad_drive[..., : 2 * n]
-            _add_input_grads(x[t], weight_in_t, grad_drive, grad_weight_in, grad_x[t])
+            grads.add_input_step(t, x[t], grad_drive)
             grad_hidden_bias.add_(grad_recurrent.sum(dim=1, keepdim=True))
             if t > 0:
-                carried = torch.baddbmm(grad * z, grad_recurrent, weight_t)
-                grad_weight.baddbmm_(h[t - 1].transpose(1, 2), grad_recurrent)
-        return grad_inputs, grad_weight_in, grad_weight, grad_hidden_bias
+                carried = torch.baddbmm(grad * z, grad_recurrent, grads.weight_t)
+                grads.weight.baddbmm_(h[t - 1].transpose(1, 2), grad_recurrent)
+        return grads.inputs, grads.weight_in, grads.weight, grad_hidden_bias
 
 
 def rnn_sequence(x: torch.Tensor, weight_ih: torch.Tensor, bias: torch.Tensor | None, weight_hh: torch.Tensor) -> torch.Tensor:
