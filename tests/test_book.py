@@ -47,6 +47,26 @@ def test_every_published_item_is_placed_and_referenced_in_its_chapter():
             assert f"{{numref}}`{item}`" in text, f"{item} is never referenced with numref"
 
 
+def _prose(text: str) -> str:
+    """A chapter's Markdown outside its code cells and directives' fenced blocks."""
+    return re.sub(r"```.*?```", "", text, flags=re.S)
+
+
+def test_glued_words_and_numbers_are_placed_with_their_own_role():
+    """book.words glues Markdown (placed with glue:md; glue:text would print the object's repr);
+    book.value glues a number (glue:text with a format). A prose line starting with % is a MyST
+    comment, so a sentence wrapped there silently loses its end."""
+    for chapter in discover(ROOT):
+        text = chapter.source.read_text()
+        words = {w for w in re.findall(r'book\.words\(\s*f?"([a-z0-9{}_-]+)"', text)}
+        patterns = [re.compile("^" + re.sub(r"\\{[^}]*\\}", "[a-z0-9.-]+", re.escape(w)) + "$") for w in words]
+        prose = _prose(text)
+        for name in re.findall(r"\{glue:text\}`([a-z0-9.-]+)(?::[^`]*)?`", prose):
+            assert not any(p.match(name) for p in patterns), f"{chapter.stem}: {name} is words, place it with glue:md"
+        for line in prose.splitlines():
+            assert not line.startswith("%"), f"{chapter.stem}: a prose line starts with % (a MyST comment): {line!r}"
+
+
 def test_unknown_profile_and_parameter_are_rejected_before_running():
     chapter = discover(ROOT)[0]
     profiles = load_profiles(ROOT)

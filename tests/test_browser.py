@@ -42,6 +42,7 @@ BROKEN = {
     "remote-script.html": ("remote-request", _page("<p>text</p>", "<script src='https://cdn.example.org/x.js'></script>")),
     "raw-tex.html": ("unrendered-math", _page("<p>An equation: <span class='math'>\\(x^2 + 1\\)</span></p>")),
     "mathjax-error.html": ("unrendered-math", _page("<mjx-container><mjx-merror data-mjx-error='Undefined control sequence \\foo'>x</mjx-merror></mjx-container>")),
+    "object-repr.html": ("object-repr", _page("<p>LSTMs of &lt;IPython.core.display.Markdown object&gt; units</p>")),
     "missing-image.html": ("missing-image", _page("<img src='nowhere.png' alt='gone'>")),
     "script-error.html": ("console", _page("<script>notDefinedAnywhere();</script>")),
     "wide-table.html": ("too-wide", _page("<table style='width: 1400px'><tr><td>wide</td></tr></table>")),

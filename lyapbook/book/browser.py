@@ -6,6 +6,8 @@ with every host but the local one blocked, and reports each :class:`Problem`:
 - ``console``: a JavaScript exception or console error (failed loads included);
 - ``remote-request``: a request to any host that is not this machine;
 - ``unrendered-math``: maths left as raw TeX, or a MathJax error node;
+- ``object-repr``: a Python object's repr in the prose (``<IPython.core.display.Markdown object>``:
+  a glued phrase placed as text instead of Markdown);
 - ``missing-image``: an image that did not load;
 - ``too-wide``: a display equation or a table wider than the text column (a table marked
   ``lyapbook-scroll`` may be wider if its own box scrolls and fits the column);
@@ -270,6 +272,10 @@ PAGE_SCRIPT = r"""
     const text = node.textContent;
     if (/\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{/.test(text) && !node.parentElement.closest(skip)) {
       found.push(['unrendered-math', text.trim().slice(0, 80)]);
+    }
+    const repr = text.match(/<[A-Za-z_][\w.]* object(?: at 0x[0-9a-f]+)?>/);
+    if (repr && !node.parentElement.closest(skip)) {
+      found.push(['object-repr', repr[0]]);
     }
   }
   for (const error of document.querySelectorAll('mjx-merror, [data-mjx-error]')) {

@@ -128,6 +128,8 @@ def _check_browser(root: Path, profile: str, screenshots: Path | None) -> int:
     problems = check_site(site, screenshots=screenshots)
     for problem in problems:
         print(problem)
-    pages = len({p.page for p in problems})
-    print(f"[lyapbook] browser check of {site}: {len(problems)} problem(s) on {pages} page(s)")
+    checked = len([page for page in site.rglob("*.html") if "_static" not in page.parts])
+    found = (f"{len(problems)} problem(s) on {len({p.page for p in problems})} of {checked} pages" if problems
+             else f"no problems on any of {checked} pages")
+    print(f"[lyapbook] browser check of {site}: {found}")
     return 1 if problems else 0
