@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Problem", "Chromium", "find_chromium", "check_site", "serve", "BROWSER_ENV"]
+__all__ = ["Problem", "Chromium", "find_chromium", "check_site", "site_pages", "serve", "BROWSER_ENV"]
 
 BROWSER_ENV = "LYAPBOOK_CHROMIUM"  # path of the browser, if not chromium on PATH
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -341,7 +341,8 @@ PRINT_SCRIPT = r"""
 """
 
 
-def _pages(site: Path) -> list[Path]:
+def site_pages(site: Path) -> list[Path]:
+    """The pages :func:`check_site` opens: every HTML file outside the build's ``_`` folders."""
     return sorted(
         p for p in site.rglob("*.html")
         if not p.relative_to(site).parts[0].startswith("_")
@@ -431,7 +432,7 @@ def check_site(site: Path, *, modes: tuple[str, ...] = ("http", "file"), pages: 
                screenshots: Path | None = None, executable: str | None = None) -> list[Problem]:
     """Open every page of the built site ``site`` (an ``_build/html`` folder); return the problems."""
     site = Path(site).resolve()
-    chosen = [site / p for p in pages] if pages else _pages(site)
+    chosen = [site / p for p in pages] if pages else site_pages(site)
     if not chosen:
         raise FileNotFoundError(f"{site} holds no HTML pages: build the book first")
     problems: list[Problem] = []

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_browser(root: Path, profile: str, screenshots: Path | None) -> int:
-    from .browser import check_site, find_chromium
+    from .browser import check_site, find_chromium, site_pages
     from .runner import build_dir
 
     site = build_dir(root, profile) / "_build" / "html"
@@ -128,7 +128,7 @@ def _check_browser(root: Path, profile: str, screenshots: Path | None) -> int:
     problems = check_site(site, screenshots=screenshots)
     for problem in problems:
         print(problem)
-    checked = len([page for page in site.rglob("*.html") if "_static" not in page.parts])
+    checked = len(site_pages(site))
     found = (f"{len(problems)} problem(s) on {len({p.page for p in problems})} of {checked} pages" if problems
              else f"no problems on any of {checked} pages")
     print(f"[lyapbook] browser check of {site}: {found}")
