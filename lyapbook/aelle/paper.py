@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["TABLE_B", "TABLE_31", "TABLE_32", "TABLE_33", "TABLE_D5", "TABLE_A1", "f1_from", "inconsistencies",
+__all__ = ["TASK_TITLES", "TABLE_B", "TABLE_31", "TABLE_32", "TABLE_33", "TABLE_D5", "TABLE_A1", "f1_from", "inconsistencies",
            "interval_text", "median_comparison", "stage_comparison"]
+
+# The chapter's three tasks (the keys of TABLE_B), as the book names them in prose and captions
+TASK_TITLES = {"target": "FORCE learning", "charrnn": "character prediction", "smnist": "sequential digits"}
 
 # Tables B2-B4: median classifiers per task, (recall %, precision %, F1)
 TABLE_B = {
