@@ -42,7 +42,7 @@ render: $(STAMP)
 # summary says "browser check skipped". LYAPBOOK_REQUIRE_BROWSER=1 (set by .ci/run) makes a
 # missing Chromium a failure instead.
 test: $(STAMP)
-	$(PY) -m lyapbook.book build --profile ci --jobs $(JOBS)
+	$(PY) -m lyapbook.book build --profile ci --jobs $(JOBS) --check-golden
 	$(PY) -m lyapbook.book nbval-prepare
 	$(PY) -m pytest tests _build/nbval --nbval-lax --nbval-current-env -p no:cacheprovider
 

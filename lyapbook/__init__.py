@@ -6,12 +6,14 @@ computes a group of networks at once, and :func:`tangent_trajectory` streams the
 spectra are reduced from.
 """
 
-from . import rnn, stats, systems
+from . import perturbation, rnn, stats, systems
 from .lyapunov import LyapunovResult, lyapunov_spectra, lyapunov_spectrum
 from .rnn import jacobian
 from .tangent import tangent_trajectory
 
 __version__ = "0.1.0"
+
+perturbation.install()  # only when $LYAPBOOK_PERTURB is set: the test suite's stand-in for another machine
 
 __all__ = [
     "LyapunovResult", "jacobian", "lyapunov_spectra", "lyapunov_spectrum", "rnn", "stats", "systems",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 __all__ = ["max_exponent", "mean_exponent", "exponent_variance", "kaplan_yorke_dimension", "count_positive", "summary",
-           "correlation", "partial_correlation", "relations"]
+           "correlation", "partial_correlation", "relations", "bootstrap_se"]
 
 
 def _sorted(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -154,3 +154,13 @@ def relations(frame, statistics: dict[str, str], target: str, covariates: list[s
         rows.append({"statistic": label, "n": len(frame), "r": r, "r low": low, "r high": high,
                      "partial r": partial[0], "partial low": partial[1], "partial high": partial[2]})
     return pd.DataFrame(rows)
+
+
+def bootstrap_se(values, statistic=np.median, *, draws: int = 2000, seed: int = 0) -> float:
+    """The standard error of ``statistic(values)`` by the bootstrap: the spread of the statistic
+    over ``draws`` resamples of ``values`` (n,) with replacement (seeded, so reproducible)."""
+    values = np.asarray(values, dtype=float).ravel()
+    if len(values) < 2 or not np.all(np.isfinite(values)):
+        raise ValueError(f"values must hold at least 2 finite numbers, got {values!r}")
+    rows = np.random.default_rng(seed).integers(0, len(values), size=(draws, len(values)))
+    return float(np.std([statistic(values[r]) for r in rows], ddof=1))

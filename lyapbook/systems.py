@@ -19,6 +19,8 @@ from typing import Sequence
 
 import torch
 
+from .perturbation import perturbed_start
+
 __all__ = ["DynamicalSystem", "Flow", "Lorenz", "Henon", "Linear", "trajectory"]
 
 Parameter = float | Sequence[float] | torch.Tensor
@@ -49,6 +51,11 @@ class DynamicalSystem:
     dt: float = 1.0
     batch_first: bool = True  # the layout of input tensors handed to the engine
     unbatched_input: bool = False  # accept x (time, features) as one sequence, as nn.LSTM does
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "initial_state" in cls.__dict__:  # perturbed only when the test suite asks (lyapbook.perturbation)
+            cls.initial_state = perturbed_start(cls.__dict__["initial_state"])
 
     @property
     def dtype(self) -> torch.dtype | None:
@@ -126,6 +133,7 @@ class DynamicalSystem:
             x = x.transpose(0, 1)
         return x, h0
 
+    @perturbed_start
     def initial_state(
         self, batch: int = 1, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"
     ) -> torch.Tensor:

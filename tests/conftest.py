@@ -1,5 +1,11 @@
+import shutil
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +31,71 @@ def float64_default():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+# A one-page book for the book machinery's tests: a figure, a table, a verdict and a checked cell.
+TINY_CHAPTER = textwrap.dedent(
+    '''\
+    ---
+    jupytext:
+      text_representation:
+        extension: .md
+        format_name: myst
+    kernelspec:
+      display_name: Python 3
+      language: python
+      name: python3
+    ---
+
+    # Tiny
+
+    ```{code-cell} ipython3
+    :tags: [parameters]
+
+    seed = 0
+    size = 3
+    ```
+
+    ```{code-cell} ipython3
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from lyapbook import book
+    fig, ax = plt.subplots()
+    ax.plot(range(size))
+    book.figure(fig, "fig-9-line", f"A line of {size} points.")
+    book.table(pd.DataFrame({"n": [size]}), "tab-9-size", "The size.")
+    book.verdict("fig-1-1", claim="a claim", paper="1", ours=str(size), verdict="reproduced")
+    print(size * 2)
+    ```
+
+    ```{code-cell} ipython3
+    :tags: [remove-cell, nbval-check-output]
+
+    with book.checks("size") as check:
+        check.equal("twice the size", size * 2)
+        check.estimate("a measured number", 1.0 + 0.001 * size, se=0.01, what="by fiat")
+    ```
+
+    ```{glue:md} fig-9-line
+    :format: myst
+    ```
+
+    ```{glue:md} tab-9-size
+    :format: myst
+    ```
+
+    See {numref}`fig-9-line` and {numref}`tab-9-size` ({cite}`vogt2023`).
+    '''
+)
+
+
+@pytest.fixture
+def tiny_book(tmp_path):
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters" / "09_tiny.md").write_text(TINY_CHAPTER)
+    (tmp_path / "chapters" / "profiles.yml").write_text("ci:\n  09_tiny:\n    size: 5\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/09_tiny\n")
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    (tmp_path / "intro.md").write_text("# Tiny book\n\n```{bibliography}\n```\n")
+    return tmp_path

@@ -2,9 +2,7 @@
 
 import os
 import json
-import shutil
 import re
-import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -15,12 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lyapbook.book import checks, publish
+from lyapbook.book import notebook_checks, publish
 from lyapbook.book.chapters import book_root, discover
 from lyapbook.book.cli import main
 from lyapbook.book.profiles import PROFILES, BookError, load_profiles, resolve_parameters
 from lyapbook.book.render import render_html
 from lyapbook.book.runner import run_chapters, select_chapters
+
+from conftest import TINY_CHAPTER  # the tiny book's chapter (its fixture, tiny_book, is in conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,75 +144,14 @@ def test_helpers_save_record_and_validate_ids(tmp_path, monkeypatch):
         publish.table(pd.DataFrame({"a": [1]}), "fig-9-a", "caption")
 
 
-TINY_CHAPTER = textwrap.dedent(
-    '''\
-    ---
-    jupytext:
-      text_representation:
-        extension: .md
-        format_name: myst
-    kernelspec:
-      display_name: Python 3
-      language: python
-      name: python3
-    ---
-
-    # Tiny
-
-    ```{code-cell} ipython3
-    :tags: [parameters]
-
-    seed = 0
-    size = 3
-    ```
-
-    ```{code-cell} ipython3
-    :tags: [nbval-check-output]
-
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    from lyapbook import book
-    fig, ax = plt.subplots()
-    ax.plot(range(size))
-    book.figure(fig, "fig-9-line", f"A line of {size} points.")
-    book.table(pd.DataFrame({"n": [size]}), "tab-9-size", "The size.")
-    book.verdict("fig-1-1", claim="a claim", paper="1", ours=str(size), verdict="reproduced")
-    print(size * 2)
-    ```
-
-    ```{glue:md} fig-9-line
-    :format: myst
-    ```
-
-    ```{glue:md} tab-9-size
-    :format: myst
-    ```
-
-    See {numref}`fig-9-line` and {numref}`tab-9-size` ({cite}`vogt2023`).
-    '''
-)
-
-
-@pytest.fixture
-def tiny_book(tmp_path):
-    (tmp_path / "chapters").mkdir()
-    (tmp_path / "chapters" / "09_tiny.md").write_text(TINY_CHAPTER)
-    (tmp_path / "chapters" / "profiles.yml").write_text("ci:\n  09_tiny:\n    size: 5\n")
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/09_tiny\n")
-    for name in ("_config.yml", "references.bib"):
-        shutil.copy2(ROOT / name, tmp_path / name)
-    (tmp_path / "intro.md").write_text("# Tiny book\n\n```{bibliography}\n```\n")
-    return tmp_path
-
-
 def test_a_run_keeps_what_another_run_wrote_to_the_manifest_meanwhile(tiny_book, monkeypatch):
     from lyapbook.book import runner
 
     out = tiny_book / "_build" / "ci"
     real_execute = runner._execute
 
-    def execute_while_another_run_finishes(chapter, parameters, profile, folder):
-        seconds = real_execute(chapter, parameters, profile, folder)
+    def execute_while_another_run_finishes(chapter, parameters, profile, folder, environment=None):
+        seconds = real_execute(chapter, parameters, profile, folder, environment)
         other = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").is_file() \
             else {"chapters": {}, "items": {}}
         other["chapters"]["08_other"] = {"notebook": "chapters/08_other.ipynb"}
@@ -254,9 +193,9 @@ def test_an_unchanged_chapter_is_kept_and_any_change_executes_it_again(tiny_book
     executed = []
     real_execute = runner._execute
 
-    def counting(chapter, parameters, profile, folder):
+    def counting(chapter, parameters, profile, folder, environment=None):
         executed.append(dict(parameters))
-        return real_execute(chapter, parameters, profile, folder)
+        return real_execute(chapter, parameters, profile, folder, environment)
 
     monkeypatch.setattr(runner, "_execute", counting)
     chapter = select_chapters(tiny_book, ["09"])
@@ -317,15 +256,20 @@ def test_chapters_run_side_by_side_into_one_manifest(tiny_book, capsys):
     assert "--jobs must be a whole number of at least 1" in capsys.readouterr().err
 
 
-def test_nbval_preparation_needs_golden_outputs(tiny_book):
+def test_nbval_preparation_needs_golden_records(tiny_book):
     chapters = discover(tiny_book)
-    with pytest.raises(BookError, match="has no golden output.*run `make golden`"):
-        checks.prepare(tiny_book, chapters)
-    checks.record_golden(tiny_book, chapters)
+    with pytest.raises(BookError, match="has no golden record.*run `make golden`"):
+        notebook_checks.prepare(tiny_book, chapters)
+    notebook_checks.record_golden(tiny_book, chapters)
     golden = json.loads((tiny_book / "tests" / "golden" / "09_tiny.json").read_text())
-    assert [o["text"] for outputs in golden.values() for o in outputs if "text" in o] == ["10\n"]
-    (path,) = checks.prepare(tiny_book, chapters)
-    assert "size = 5" in path.read_text()
+    (group,) = golden["groups"]
+    assert group["group"] == "size"
+    assert [(c["name"], c["kind"], c["value"]) for c in group["checks"]] == [
+        ("twice the size", "equal", 10), ("a measured number", "estimate", 1.005)]
+    assert group["checks"][1]["tolerance"] == 0.06  # 6 standard errors of 0.01
+    (path,) = notebook_checks.prepare(tiny_book, chapters)
+    text = path.read_text()
+    assert "size = 5" in text and "LYAPBOOK_PERTURB" in text and "all 2 within tolerance" in text
 
 
 def test_rendered_html_numbers_and_labels_each_item(tiny_book):

@@ -15,6 +15,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from ..perturbation import cache_tag
 from .fit import fit_aelle_group
 from .model import AeLLEFit
 
@@ -29,7 +30,7 @@ def fit_cache_dir(cache: Path | str | None = None) -> Path:
         return Path(cache)
     from ..tasks.download import cache_dir
 
-    return cache_dir() / "aelle" / f"v{FIT_VERSION}"
+    return cache_dir() / cache_tag() / "aelle" / f"v{FIT_VERSION}"
 
 
 def cached_fit_group(train: Sequence[tuple], val: Sequence[tuple] | None, *, seeds: Sequence[int],

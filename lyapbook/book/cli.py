@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import checks
+from . import notebook_checks
 from .chapters import book_root
 from .environment import write_environment
 from .profiles import DEFAULT_PROFILE, BookError, check_profile
@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
                  "that time something run alone",
         )
         sub.add_argument(
+            "--check-golden", action="store_true",
+            help="compare every checked cell with its golden record in tests/golden/ (ci profile; make test)",
+        )
+        sub.add_argument(
             "--rerun", action="store_true",
             help="execute every chosen chapter, even one unchanged since its last run (same source, "
                  "parameters, package and lock file), which is otherwise kept",
@@ -96,18 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("build", "run"):
             overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
             if args.jobs > 1 and not overrides and len(chapters) > 1:
-                run_lanes(root, args.profile, chapters, args.jobs, rerun=args.rerun)
+                run_lanes(root, args.profile, chapters, args.jobs, rerun=args.rerun, check_golden=args.check_golden)
             else:
-                run_chapters(root, args.profile, chapters, overrides, rerun=args.rerun)
+                run_chapters(root, args.profile, chapters, overrides, rerun=args.rerun,
+                             check_golden=args.check_golden)
             if args.command == "build":
                 render_html(root, args.profile, select_chapters(root, None))
         elif args.command == "render":
             render_html(root, args.profile, chapters)
         elif args.command == "nbval-prepare":
-            for path in checks.prepare(root, chapters):
+            for path in notebook_checks.prepare(root, chapters):
                 print(f"[lyapbook] nbval notebook: {path.relative_to(root)}")
         elif args.command == "golden":
-            checks.record_golden(root, chapters)
+            notebook_checks.record_golden(root, chapters)
         elif args.command == "environment":
             write_environment(root / "requirements.lock", root / "environment.yml")
     except (BookError, FileNotFoundError) as error:

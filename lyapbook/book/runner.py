@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 
 from .chapters import Chapter, discover, toc_pages
+from .golden import CHECKS_ENV, GOLDEN_ENV, golden_file
 from .profiles import BookError, check_profile, load_profiles, resolve_parameters
 from .publish import CHAPTER_ENV, OUTPUT_DIR_ENV, PROFILE_ENV
 
@@ -70,15 +71,17 @@ def stage_book(root: Path, out: Path) -> None:
 
 def run_chapters(
     root: Path, profile: str, chapters: list[Chapter], overrides: dict[str, object] | None = None,
-    *, rerun: bool = False,
+    *, rerun: bool = False, check_golden: bool = False,
 ) -> dict:
     """Execute ``chapters`` under ``profile`` (plus ``overrides``) and update the manifest.
 
     Every parameter is checked against every chapter before the first one runs. A chapter whose
     last run in ``_build/<profile>`` had the same :func:`page_key` (chapter source, parameters,
     device, the package's source, the lock file) and whose outputs are all still there is not
-    executed again, unless ``rerun``. Returns the manifest as written to
-    ``_build/<profile>/manifest.json``.
+    executed again, unless ``rerun``. With ``check_golden`` (the ``ci`` profile without
+    overrides, as ``make test`` runs it) every checked cell compares its values with the
+    chapter's golden record and a value outside its tolerance fails the page. Returns the
+    manifest as written to ``_build/<profile>/manifest.json``.
     """
     check_profile(profile)
     profiles = load_profiles(root)
@@ -86,6 +89,8 @@ def run_chapters(
     if overrides and len(chapters) != 1:
         raise BookError("-p overrides apply to one chapter: add --chapter NAME")
     plans = [(chapter, resolve_parameters(chapter, profile, profiles, overrides)) for chapter in chapters]
+    if check_golden and (profile != "ci" or overrides):
+        raise BookError("--check-golden compares with the golden records of the ci profile: use --profile ci and no -p")
 
     out = build_dir(root, profile)
     stage_book(root, out)
@@ -94,7 +99,12 @@ def run_chapters(
     fingerprint = package_fingerprint(root)
     for chapter, parameters in plans:
         device = _device(parameters)
-        key = page_key(chapter, profile, parameters, device, fingerprint)
+        golden = golden_file(root, chapter.stem)
+        checking = {CHECKS_ENV: "compare", GOLDEN_ENV: str(golden.resolve())} if check_golden else {}
+        keyed = parameters  # a checked page is executed again when its golden record changes
+        if check_golden:
+            keyed = {**parameters, "~golden": hashlib.sha256(golden.read_bytes()).hexdigest() if golden.is_file() else None}
+        key = page_key(chapter, profile, keyed, device, fingerprint)
         previous = _read_manifest(manifest_path)["chapters"].get(chapter.stem, {})
         if not rerun and previous.get("key") == key and _outputs_present(out, chapter.stem):
             print(
@@ -103,7 +113,7 @@ def run_chapters(
             )
             continue
         print(f"[lyapbook] {chapter.stem}: executing with profile {profile!r}", flush=True)
-        runtime = _execute(chapter, parameters, profile, out)
+        runtime = _execute(chapter, parameters, profile, out, checking)
         print(f"[lyapbook] {chapter.stem}: done in {runtime:.1f} s", flush=True)
         _add_provenance_note(out / "chapters" / f"{chapter.stem}.ipynb", profile, parameters, runtime, device, environment)
         with _locked(out / "manifest.lock"):
@@ -174,7 +184,8 @@ def lanes(chapters: list[Chapter]) -> tuple[list[Chapter], list[list[Chapter]]]:
     return alone, list(grouped.values())
 
 
-def run_lanes(root: Path, profile: str, chapters: list[Chapter], jobs: int, *, rerun: bool = False) -> dict:
+def run_lanes(root: Path, profile: str, chapters: list[Chapter], jobs: int, *, rerun: bool = False,
+              check_golden: bool = False) -> dict:
     """Execute ``chapters`` with up to ``jobs`` of them at once; returns the manifest.
 
     Pages that run alone go first, one by one, in this process; then each lane (see
@@ -187,7 +198,7 @@ def run_lanes(root: Path, profile: str, chapters: list[Chapter], jobs: int, *, r
         resolve_parameters(chapter, profile, profiles, {})
     alone, parallel = lanes(chapters)
     if alone:
-        run_chapters(root, profile, alone, rerun=rerun)
+        run_chapters(root, profile, alone, rerun=rerun, check_golden=check_golden)
     previous = _read_manifest(build_dir(root, profile) / "manifest.json")["chapters"]
     parallel.sort(key=lambda lane: -sum(previous.get(c.stem, {}).get("runtime_s", 0.0) for c in lane))
 
@@ -195,7 +206,8 @@ def run_lanes(root: Path, profile: str, chapters: list[Chapter], jobs: int, *, r
         command = [sys.executable, "-m", "lyapbook.book", "run", "--profile", profile]
         for chapter in lane:
             command += ["--chapter", chapter.stem]
-        return subprocess.run([*command, *(["--rerun"] if rerun else [])], cwd=root).returncode
+        flags = [*(["--rerun"] if rerun else []), *(["--check-golden"] if check_golden else [])]
+        return subprocess.run([*command, *flags], cwd=root).returncode
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         codes = list(pool.map(run_lane, parallel))
@@ -239,7 +251,8 @@ def _read_manifest(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"chapters": {}, "items": {}}
 
 
-def _execute(chapter: Chapter, parameters: dict[str, object], profile: str, out: Path) -> float:
+def _execute(chapter: Chapter, parameters: dict[str, object], profile: str, out: Path,
+             environment: dict[str, str] | None = None) -> float:
     import papermill
 
     target = out / "chapters" / f"{chapter.stem}.ipynb"
@@ -247,7 +260,7 @@ def _execute(chapter: Chapter, parameters: dict[str, object], profile: str, out:
     nbformat.write(chapter.notebook(), target)
     shutil.rmtree(out / "records" / chapter.stem, ignore_errors=True)
     started = time.perf_counter()
-    with _kernel_environment(out, chapter.stem, profile):
+    with _kernel_environment(out, chapter.stem, profile, environment or {}):
         try:
             papermill.execute_notebook(
                 str(target), str(target), parameters=parameters, kernel_name=KERNEL_NAME,
@@ -262,9 +275,10 @@ def _execute(chapter: Chapter, parameters: dict[str, object], profile: str, out:
 
 
 @contextmanager
-def _kernel_environment(out: Path, chapter: str, profile: str):
-    """Tell the kernel (which inherits this process's environment) where outputs go."""
-    values = {OUTPUT_DIR_ENV: str(out.resolve()), CHAPTER_ENV: chapter, PROFILE_ENV: profile, "MPLBACKEND": "agg"}
+def _kernel_environment(out: Path, chapter: str, profile: str, extra: dict[str, str]):
+    """Tell the kernel (which inherits this process's environment) where outputs go, and ``extra``."""
+    values = {OUTPUT_DIR_ENV: str(out.resolve()), CHAPTER_ENV: chapter, PROFILE_ENV: profile, "MPLBACKEND": "agg",
+              CHECKS_ENV: "", GOLDEN_ENV: "", **extra}
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..perturbation import cache_tag
 from .data import digits_data
 from .download import cache_dir, dump_atomically
 from .models import SequenceModel
@@ -160,7 +161,7 @@ def setup_data(setup: FTLESetup):
 
 
 def ftle_cache_dir() -> Path:
-    return cache_dir() / "ftle" / f"v{VERSION}"
+    return cache_dir() / cache_tag() / "ftle" / f"v{VERSION}"
 
 
 @torch.no_grad()

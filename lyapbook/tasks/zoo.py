@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from ..lyapunov import lyapunov_spectrum
+from ..perturbation import cache_tag
 from ..rnn import Rank1Reservoir, jacobian
 from .data import Split, char_data, check_dataset, digits_data, four_sine, four_sine_paper, lorenz96_data, stream_pieces
 from .download import cache_dir, dump_atomically
@@ -453,7 +454,7 @@ class ZooCache:
     """
 
     def __init__(self, folder: Path | str | None = None):
-        self.folder = Path(folder) if folder is not None else cache_dir() / "zoo" / f"v{ZOO_VERSION}"
+        self.folder = Path(folder) if folder is not None else cache_dir() / cache_tag() / "zoo" / f"v{ZOO_VERSION}"
 
     def path(self, spec: NetworkSpec) -> Path:
         key = network_key(spec)
