@@ -20,7 +20,7 @@ export OMP_WAIT_POLICY
 help:
 	@echo "make book [PROFILE=teaching|ci|paper] [CHAPTER=01] [RERUN=1]  execute chapters and render HTML into _build/<profile>/"
 	@echo "make test                                            the ci-profile book, unit tests, nbval, the browser check"
-	@echo "make golden                                          re-record the checked outputs in tests/golden/"
+	@echo "make golden [CHAPTER=02]                             re-record the checked values in tests/golden/"
 	@echo "make environment                                     rewrite environment.yml from requirements.lock"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -47,7 +47,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests _build/nbval --nbval-lax --nbval-current-env -p no:cacheprovider
 
 golden: $(STAMP)
-	$(PY) -m lyapbook.book golden
+	$(PY) -m lyapbook.book golden $(if $(CHAPTER),--chapter $(CHAPTER))
 
 environment: $(STAMP)
 	$(PY) -m lyapbook.book environment

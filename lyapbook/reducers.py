@@ -44,42 +44,62 @@ class Collector:
 
 
 class SpectrumReducer:
-    """Accumulated log stretch per row (batch, k), and per-row flags for collapsed and floored stretches.
+    """Accumulated log stretch per row (batch, k), in float64 whatever the run's dtype, and a record
+    of the QR steps whose stretches cannot be trusted (see :mod:`lyapbook.diagnostics`).
 
-    A stretch below the dtype's smallest normal number is a tangent direction that collapsed
-    (R_ii = 0); a ratio R_kk / R_11 below 10 eps at a QR step is the rounding floor: the
-    smallest stretches of that step are rounding errors (QR too rarely for the spread of the
-    spectrum in that dtype). Both are tracked as running minima and read once, at the end.
+    Per row it counts the QR steps where a stretch collapsed (below the dtype's smallest normal
+    number), where a stretch hit the rounding floor (R_kk / R_11 below 10 eps) and where the
+    stretches were not finite while the state was (the tangent product overflowed), with the
+    first such step and the most columns touched in one step. All of it stays on the device
+    (no synchronisation per step) and is read once, at the end.
     """
 
     def __init__(self, batch: int, k: int, like: torch.Tensor, in_place: bool = True):
-        self.total = like.new_zeros(batch, k)
+        self.total = like.new_zeros(batch, k, dtype=torch.float64)
         self.tiny = torch.finfo(like.dtype).tiny
         self.floor = float_floor(like.dtype)
         self.in_place = in_place
-        self.smallest = like.new_full((batch,), float("inf"))  # smallest stretch seen, per row
-        self.lowest_ratio = like.new_full((batch,), float("inf"))  # smallest R_kk / R_11 among non-collapsed steps
+        self.events = {kind: _EventCounts(batch, like.device) for kind in ("floor", "collapse", "overflow")}
 
     def update(self, step: TangentStep) -> None:
         if not step.accumulating or step.qr is None:
             return
         stretch = step.qr.stretch
-        smallest, largest = stretch.detach().aminmax(dim=-1)
-        self.smallest = torch.minimum(self.smallest, smallest)
-        ratio = torch.where(smallest >= self.tiny, smallest / largest.clamp_min(self.tiny), 1.0)
-        self.lowest_ratio = torch.minimum(self.lowest_ratio, ratio)
-        log_stretch = stretch.clamp_min(self.tiny).log()
+        plain = stretch.detach()
+        largest = plain.amax(dim=-1, keepdim=True).clamp_min(self.tiny)
+        collapsed = plain < self.tiny
+        count = step.counted
+        self.events["collapse"].add(collapsed.sum(-1), count)
+        self.events["floor"].add(((plain / largest < self.floor) & ~collapsed).sum(-1), count)
+        overflow = ~torch.isfinite(plain).all(-1) & torch.isfinite(step.state.detach()).all(-1)
+        self.events["overflow"].add(overflow * plain.shape[-1], count)
+        log_stretch = stretch.clamp_min(self.tiny).log().to(torch.float64)
         self.total = self.total.add_(log_stretch) if self.in_place else self.total + log_stretch
 
     @property
     def collapsed(self) -> torch.Tensor:
         """(batch,) rows where a stretch fell to zero."""
-        return self.smallest < self.tiny
+        return self.events["collapse"].steps > 0
 
     @property
     def floored(self) -> torch.Tensor:
         """(batch,) rows that reached the rounding floor."""
-        return self.lowest_ratio < self.floor
+        return self.events["floor"].steps > 0
+
+
+class _EventCounts:
+    """Per row: QR steps with the event, the first of them (-1: none), the most columns in one step."""
+
+    def __init__(self, batch: int, device: torch.device):
+        self.steps = torch.zeros(batch, dtype=torch.long, device=device)
+        self.first = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.columns = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def add(self, columns: torch.Tensor, count: int) -> None:
+        hit = columns > 0
+        self.steps += hit
+        self.first = torch.where(hit & (self.first < 0), count, self.first)
+        self.columns = torch.maximum(self.columns, columns.long())
 
 
 class LogRReducer:

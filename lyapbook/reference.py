@@ -1,13 +1,22 @@
-"""Reference Jacobians by automatic differentiation: what the analytic ones are checked against, and
-the baselines they are timed against (``python -m lyapbook.bench``). One implementation, used by
-the tests, the benchmark and the chapters.
+"""References by automatic differentiation and by the module's own forward: what the analytic
+Jacobians and the spectra are checked against, and the baselines they are timed against
+(``python -m lyapbook.bench``). One implementation, used by the tests, the benchmark and the
+chapters, and open to a user who wants to check a system of their own:
 
-For a network the reference differentiates the module's *own* code path (``nn.LSTM.forward``
-for one step, a cell's training step ``cell_step``), not lyapbook's linearisation, so that
-agreement is evidence. States use the engine's flat layout (batch, state_dim); the
-differentiated coordinates are the system's tangent coordinates (an LSTM's c is held fixed
-unless ``full_state``). Put a module with dropout in eval mode first: its forward applies dropout
-in training mode, the engine never does.
+- :func:`autograd_jacobian` and :func:`autograd_input_jacobian`: d(next state)/d(state) and
+  d(next state)/d(x_t) by autograd through the model's *own* code path (``nn.LSTM.forward`` for
+  one step, a cell's training step ``cell_step``, or a :class:`~lyapbook.systems.DynamicalSystem`'s
+  ``step``), not lyapbook's linearisation, so that agreement is evidence. Compare your system's
+  ``jacobian`` with ``autograd_jacobian(your_system, h, x_t)``.
+- :func:`twin_trajectory_exponent`: the growth rate of a small perturbation carried by a second
+  run of the model's own forward (Benettin's two-trajectory method): lambda_1 of the full state,
+  with no Jacobian at all.
+
+States use the engine's flat layout (batch, state_dim): the layers' states concatenated, layer 1
+first; an LSTM layer's state is (h, c), a coRNN's and a LEM's (y, z). The differentiated
+coordinates are those of ``state`` (``"full"`` by default; ``"hidden"`` holds an LSTM's c, a
+coRNN's and a LEM's z fixed). Put a module with dropout in eval mode first: its forward applies
+dropout in training mode, the engine never does.
 """
 
 from __future__ import annotations
@@ -20,14 +29,15 @@ import torch
 from .rnn import CellSystem, TorchRNN, as_system
 from .systems import DynamicalSystem
 
-__all__ = ["AutogradSystem", "BASELINES", "autograd_input_jacobian", "autograd_jacobian", "reference_step"]
+__all__ = ["AutogradSystem", "BASELINES", "autograd_input_jacobian", "autograd_jacobian", "reference_step",
+           "twin_trajectory_exponent"]
 
 BASELINES = ("autograd", "autograd per sequence", "torch.func")
 
 
-def reference_step(model: object, full_state: bool = False) -> tuple[DynamicalSystem, Callable]:
-    """(the model's system, step(state, x_t) -> next state) through the model's own forward code."""
-    system = as_system(model, full_state)
+def reference_step(model: object, state: str | None = None) -> tuple[DynamicalSystem, Callable]:
+    """(the model's system over its ``state`` coordinates, step(h, x_t) -> next h) through the model's own forward code."""
+    system = as_system(model, state)
     if isinstance(system, TorchRNN):
         module = system.module
 
@@ -59,20 +69,22 @@ def _tangent_index(system: DynamicalSystem, device: torch.device) -> torch.Tenso
 
 
 def autograd_jacobian(
-    model: object, state: torch.Tensor, x_t: torch.Tensor | None = None, *, full_state: bool = False,
+    model: object, h: torch.Tensor, x_t: torch.Tensor | None = None, *, state: str | None = None,
     how: str = "autograd",
 ) -> torch.Tensor:
-    """d(tangent coordinates of the next state)/d(tangent coordinates of ``state``), (batch, n, n).
+    """d(tangent coordinates of the next state)/d(tangent coordinates of ``h``), (batch, n, n).
 
     Args:
         model: a supported network or a DynamicalSystem.
-        state: (batch, state_dim); x_t: (batch, input_dim) or None.
+        h: (batch, state_dim); x_t: (batch, input_dim) or None.
+        state: which coordinates are differentiated (``"full"``, the default, or ``"hidden"``).
         how: ``"autograd"``: one ``torch.autograd.functional.jacobian`` of the batch-summed
             step (rows are independent, so d(sum_b F_b)/dh holds every row's Jacobian);
             ``"autograd per sequence"``: one autograd Jacobian per row, the way the
             dissertation's baseline computed it; ``"torch.func"``: ``vmap(jacrev(step))``.
     """
-    system, step = reference_step(model, full_state)
+    system, step = reference_step(model, state)
+    state = h
     index = _tangent_index(system, state.device)
 
     def moved(tangent, carried, xt):
@@ -100,11 +112,11 @@ def autograd_jacobian(
     raise ValueError(f"how must be one of {BASELINES}, got {how!r}")
 
 
-def autograd_input_jacobian(model: object, state: torch.Tensor, x_t: torch.Tensor, *, full_state: bool = False) -> torch.Tensor:
+def autograd_input_jacobian(model: object, h: torch.Tensor, x_t: torch.Tensor, *, state: str | None = None) -> torch.Tensor:
     """d(tangent coordinates of the next state)/d(x_t), (batch, n, input_dim), by autograd through the model's forward."""
-    system, step = reference_step(model, full_state)
-    index = _tangent_index(system, state.device)
-    summed = torch.autograd.functional.jacobian(lambda x: step(state, x)[..., index].sum(0), x_t)
+    system, step = reference_step(model, state)
+    index = _tangent_index(system, h.device)
+    summed = torch.autograd.functional.jacobian(lambda x: step(h, x)[..., index].sum(0), x_t)
     return summed.permute(1, 0, 2)
 
 
@@ -112,11 +124,11 @@ class AutogradSystem(DynamicalSystem):
     """A network whose Jacobians come from autograd (``how`` as in :func:`autograd_jacobian`):
     the engine run with the baselines' Jacobians, for timing and for checking whole spectra."""
 
-    def __init__(self, model: object, how: str = "autograd", full_state: bool = False):
+    def __init__(self, model: object, how: str = "autograd", state: str | None = None):
         if how not in BASELINES:
             raise ValueError(f"how must be one of {BASELINES}, got {how!r}")
-        self.model, self.how, self.full_state = model, how, full_state
-        self.inner, self._step = reference_step(model, full_state)
+        self.model, self.how, self.state = model, how, state
+        self.inner, self._step = reference_step(model, state)
         self.state_dim, self.input_dim, self.dt = self.inner.state_dim, self.inner.input_dim, self.inner.dt
         self.batch_first = self.inner.batch_first
 
@@ -144,8 +156,52 @@ class AutogradSystem(DynamicalSystem):
 
     def jacobian(self, state, x=None):
         with torch.enable_grad():
-            return autograd_jacobian(self.model, state, x, full_state=self.full_state, how=self.how)
+            return autograd_jacobian(self.model, state, x, state=self.state, how=self.how)
 
     def step_with_jacobian(self, state, x=None):
         return self.step(state, x), self.jacobian(state, x)
 
+
+
+@torch.no_grad()
+def twin_trajectory_exponent(
+    model: object, x: torch.Tensor | int, h0: torch.Tensor | tuple | None = None, *, warmup: int = 0,
+    separation: float = 1e-8, seed: int = 0,
+) -> torch.Tensor:
+    """lambda_1 of each sequence from a twin run of the model's own forward, without any Jacobian.
+
+    Benettin's two-trajectory method: a second state starts ``separation`` away (relative to
+    the state's size, in a seeded random direction over *every* coordinate the model carries),
+    both run through the model's own step (``nn.LSTM.forward``, a cell's ``cell_step``, a
+    system's ``step``), and after each step the log of their distance's growth is added and
+    the twin is pulled back to ``separation``. The mean growth after ``warmup`` steps is the
+    largest Lyapunov exponent of the map the module computes (per step, per unit time for a
+    flow), up to finite-time noise: what ``lyapunov_spectrum(model, x, h0, warmup=warmup).exponents[0]``
+    estimates with the default ``state="full"``. Use float64: ``separation`` must be far
+    above the rounding of the state and small enough for the growth to stay linear.
+
+    Args:
+        model, x, h0: as for :func:`lyapbook.lyapunov_spectrum`.
+
+    Returns:
+        (batch,) one estimate per sequence.
+    """
+    from .tangent import prepare_run
+
+    run = prepare_run(model, x, h0, warmup=warmup)
+    system, step = reference_step(model) if not isinstance(model, DynamicalSystem) else (model, model.step)
+    state = run.state
+    generator = torch.Generator().manual_seed(seed)
+    direction = torch.randn(state.shape, generator=generator, dtype=torch.float64).to(state)
+    scale = separation * state.norm(dim=-1, keepdim=True).clamp_min(1.0)
+    twin = state + scale * direction / direction.norm(dim=-1, keepdim=True)
+    total = torch.zeros(state.shape[0], dtype=torch.float64, device=state.device)
+    for t in range(run.steps):
+        x_t = None if run.inputs is None else run.inputs[:, t]
+        state, twin = step(state, x_t), step(twin, x_t)
+        gap = twin - state
+        distance = gap.norm(dim=-1, keepdim=True)
+        if t >= warmup:
+            total += (distance / scale).squeeze(-1).log().to(torch.float64)
+        twin = state + gap * (scale / distance)
+    return total / ((run.steps - warmup) * system.dt)

@@ -35,6 +35,34 @@ __all__ = ["ORIENTATIONS", "METHODS", "Run", "TangentStep", "prepare_run", "tang
 
 ORIENTATIONS = ("forward", "transposed")
 METHODS = ("auto", "formed", "matrix_free")
+RUN_OPTIONS = ("warmup", "t_on", "k", "q0", "seed", "state", "orientation", "method", "qr", "input_jacobians",
+               "differentiable")
+
+
+def _stochastic_parts(model: torch.nn.Module) -> list[str]:
+    """The parts of ``model`` that act randomly in training mode: dropout, a noisy RNN's noise."""
+    parts = []
+    for name, module in model.named_modules():
+        label = f"model.{name}" if name else type(model).__name__
+        between_layers = isinstance(module, torch.nn.RNNBase) and module.dropout > 0 and module.num_layers > 1
+        dropout = isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0
+        noise = bool(getattr(module, "sigma_add", 0) or getattr(module, "sigma_mult", 0))
+        if module.training and (between_layers or dropout or noise):
+            parts.append(label)
+    return parts
+
+
+def warn_if_training(model: torch.nn.Module) -> None:
+    """Say that the spectrum is of the evaluation-mode map when a module in training mode has dropout or noise."""
+    stochastic = _stochastic_parts(model)
+    if stochastic:
+        from .diagnostics import warn_every_time
+
+        warn_every_time(
+            f"{', '.join(stochastic)} is in training mode, where it applies dropout or noise; the engine computes the "
+            "deterministic map, as in evaluation mode, so this is the spectrum of model.eval(). Call model.eval() "
+            "first to say so and silence this warning", stacklevel=5,
+        )
 
 
 @dataclass
@@ -43,6 +71,7 @@ class TangentStep:
 
     Attributes:
         t: index of the step along x's time axis (0-based): the step that read x_t.
+        counted: steps since warm-up ended, t + 1 - warmup (1 for the first accumulated step).
         accumulating: False during warm-up.
         elapsed: time since warm-up ended, (t + 1 - warmup) * dt (negative or zero during warm-up).
         state: (batch, state_dim) the state after the step.
@@ -56,6 +85,7 @@ class TangentStep:
     """
 
     t: int
+    counted: int
     accumulating: bool
     elapsed: float
     state: torch.Tensor
@@ -123,7 +153,7 @@ def tangent_trajectory(
     """Iterate over the steps of the tangent trajectory; keeps nothing between steps.
 
     Takes the arguments of :func:`lyapbook.lyapunov_spectrum` that shape the computation
-    (``warmup``, ``t_on``, ``k``, ``q0``, ``seed``, ``full_state``, ``orientation``, ``method``,
+    (``warmup``, ``t_on``, ``k``, ``q0``, ``seed``, ``state``, ``orientation``, ``method``,
     ``qr``, ``input_jacobians``, ``differentiable``) and validates them before the first step.
     Yields a :class:`TangentStep` per step of x (warm-up included, ``accumulating=False``).
 
@@ -131,6 +161,12 @@ def tangent_trajectory(
 
         rs = [s.qr.r for s in tangent_trajectory(model, x, q0="identity") if s.qr is not None][:5]
     """
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"tangent_trajectory got unknown option(s) {', '.join(unknown)}; its options are {', '.join(RUN_OPTIONS)} "
+            "(what a run keeps, e.g. ftle or r_matrices, is chosen by lyapunov_spectrum, or by your own loop over the steps)"
+        )
     return prepare_run(system, x, h0, **options).stream()
 
 
@@ -144,7 +180,7 @@ def prepare_run(
     k: int | None = None,
     q0: str | torch.Tensor = "random",
     seed: int | None = 0,
-    full_state: bool = False,
+    state: str | None = None,
     orientation: str = "forward",
     method: str = "auto",
     qr: str = "householder",
@@ -152,7 +188,12 @@ def prepare_run(
     differentiable: bool = False,
 ) -> Run:
     """Validate everything a user passed and bring it to the engine's layout (see :func:`lyapbook.lyapunov_spectrum`)."""
-    system = resolve_system(system, full_state, differentiable)
+    if differentiable and not torch.is_grad_enabled():
+        raise ValueError(
+            "differentiable=True inside torch.no_grad() (or with grad disabled): no graph can be kept, so the "
+            "exponents could not be differentiated; call lyapunov_spectrum outside no_grad, or drop differentiable"
+        )
+    system = resolve_system(system, state, differentiable)
     x = check_inputs(system, x)
     x, h0 = system.prepare(x, h0)
     steps, inputs = (x, None) if isinstance(x, int) else (x.shape[1], x)
@@ -163,18 +204,18 @@ def prepare_run(
                      differentiable=differentiable)
 
 
-def resolve_system(system: object, full_state: bool, differentiable: bool = False) -> DynamicalSystem:
+def resolve_system(system: object, state: str | None, differentiable: bool = False) -> DynamicalSystem:
     """The system behind a model, with its definition checked."""
     if isinstance(system, torch.nn.Module):
-        system = as_system(system, full_state, differentiable=differentiable)
+        warn_if_training(system)
+        system = as_system(system, state, differentiable=differentiable)
     elif not isinstance(system, DynamicalSystem):
         raise TypeError(
             f"system must be a lyapbook.systems.DynamicalSystem or a supported recurrent network, got "
             f"{type(system).__name__}; subclass DynamicalSystem (state_dim, step, ideally jacobian) for your own map"
         )
     else:
-        if full_state:
-            as_system(system, full_state)  # raises unless the system was made with full_state
+        as_system(system, state)  # a state option applies to networks only: refused for a system
         if differentiable and getattr(system, "differentiable", True) is False:
             raise ValueError(
                 f"differentiable=True: this {type(system).__name__} computes with detached parameters; pass the "
@@ -291,7 +332,8 @@ def _stream(run: Run) -> Iterator[TangentStep]:
             frame.multiply(jac.mT if run.transpose else jac)
         product, sign = frame.internal, frame.sign
         factors = frame.reorthonormalize() if run.is_qr_step(t) else None
-        yield TangentStep(t, accumulating, (t + 1 - run.warmup) * system.dt, state, factors, input_jacobian, product, sign)
+        counted = t + 1 - run.warmup
+        yield TangentStep(t, counted, accumulating, counted * system.dt, state, factors, input_jacobian, product, sign)
 
 
 def _check_step_output(system: DynamicalSystem, state: object, linear: object, run: Run, method: str) -> None:

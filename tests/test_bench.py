@@ -13,19 +13,20 @@ from torch import nn
 import lyapbook
 from lyapbook.bench import FLOOR, SECTIONS, main, run_section
 from lyapbook.reference import BASELINES, AutogradSystem
-from lyapbook.rnn import TorchRNN
+from lyapbook.rnn import TorchRNN, as_system
 
 
 @pytest.mark.parametrize("how", BASELINES)
+@pytest.mark.parametrize("state", ["full", "hidden"])
 @pytest.mark.parametrize("make", [lambda: nn.LSTM(3, 5, num_layers=2), lambda: nn.GRU(3, 5)])
-def test_baseline_jacobians_equal_the_analytic_ones(make, how):
+def test_baseline_jacobians_equal_the_analytic_ones(make, state, how):
     module = make().double()
-    system = TorchRNN(module)
-    state = torch.randn(4, system.state_dim, dtype=torch.float64)
+    system = as_system(module, state)
+    h = torch.randn(4, system.state_dim, dtype=torch.float64)
     x_t = torch.randn(4, 3, dtype=torch.float64)
-    expected = system.jacobian(state, x_t)
+    expected = system.jacobian(h, x_t)
     # Both are exact up to rounding of a few dozen float64 operations per entry.
-    assert torch.allclose(AutogradSystem(module, how).jacobian(state, x_t), expected, atol=1e-12)
+    assert torch.allclose(AutogradSystem(module, how, state=state).jacobian(h, x_t), expected, atol=1e-12)
 
 
 def test_entry_point_prints_the_engine_table(capsys):

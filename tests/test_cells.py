@@ -29,7 +29,7 @@ def make(name):
 
 def cell_autograd_jacobian(cell, state, x_t, n):
     """The reference Jacobian over the first n coordinates of the cell's state (n = its tangent size)."""
-    return autograd_jacobian(cell, state, x_t, full_state=n > cell.hidden_size)
+    return autograd_jacobian(cell, state, x_t, state="full" if n > cell.hidden_size else "hidden")
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -91,7 +91,7 @@ def test_sum_of_exponents_is_mean_log_det(name):
     steps = 60
     x = torch.randn(2, steps, 3, dtype=torch.float64) if cell.input_size else steps
     state = system.initial_state(2)
-    result = lyapbook.lyapunov_spectrum(cell, x, state, full_state=full_state, warmup=5, t_on=3)
+    result = lyapbook.lyapunov_spectrum(cell, x, state, state="full" if full_state else "hidden", warmup=5, t_on=3)
     log_det = []
     for t in range(steps):
         state, jac = system.step_with_jacobian(state, x[:, t] if cell.input_size else None)
@@ -151,7 +151,7 @@ def test_stacked_cell_jacobians_match_autograd(name, layers, bias, full_state):
     x_t = torch.randn(3, 3, dtype=torch.float64)
     new_state, jac = system.step_with_jacobian(state, x_t)
     assert torch.allclose(new_state, reference_step(stack)[1](state, x_t), rtol=0, atol=1e-13)
-    expected = autograd_jacobian(stack, state, x_t, full_state=full_state)
+    expected = autograd_jacobian(stack, state, x_t, state="full" if full_state else "hidden")
     assert jac.shape == expected.shape == (3, system.tangent_dim, system.tangent_dim)
     assert (jac - expected).abs().max() <= 1e-10 * expected.abs().max()
 
@@ -163,7 +163,8 @@ def test_stack_forward_matches_its_system_and_rejects_mismatched_layers():
     outputs, final = stack(x)
     assert outputs.shape == (2, 7, 2)
     result = lyapbook.lyapunov_spectrum(stack, x)
-    assert torch.allclose(result.final_state, final, atol=1e-12) and result.exponents.shape == (9,)
+    assert torch.allclose(result.final_state, final, atol=1e-12) and result.exponents.shape == (18,)  # (y, z) x 2
+    assert lyapbook.lyapunov_spectrum(stack, x, state="hidden").exponents.shape == (9,)
     with pytest.raises(ValueError, match=r"cells\[1\].input_size is 4 but cells\[0\].hidden_size is 5"):
         StackedCells([LEM(3, 5), CoRNN(4, 4)])
     with pytest.raises(TypeError, match="stack AntisymmetricRNN"):

@@ -131,9 +131,11 @@ def test_results_are_reproducible_and_seeded():
 
 
 def test_collapsed_direction_warns_and_stays_finite():
-    with pytest.warns(RuntimeWarning, match="collapsed to zero"):
+    with pytest.warns(RuntimeWarning, match="collapsed tangent direction: .*too high, upper bounds"):
         result = lyapbook.lyapunov_spectrum(Linear([[1.0, 0.0], [0.0, 0.0]]), 10, warmup=1)
     assert torch.isfinite(result.exponents).all()
+    (found,) = result.diagnostics
+    assert (found.kind, found.rows, found.first_step, found.qr_steps, found.exponents) == ("collapse", (0,), 1, 9, 1)
     assert result.exponents[0].item() == pytest.approx(0.0, abs=1e-12)
 
 

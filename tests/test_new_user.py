@@ -21,7 +21,7 @@ def test_unbatched_input_on_a_time_first_module_is_one_sequence():
     model = nn.LSTM(4, 16)
     x = torch.randn(300, 4)
     one = lyapbook.lyapunov_spectrum(model, x, warmup=20)
-    assert one.per_sequence.shape == (1, 16)
+    assert one.per_sequence.shape == (1, 32)  # the full (h, c) state
     assert torch.equal(one.per_sequence, lyapbook.lyapunov_spectrum(model, x.unsqueeze(1), warmup=20).per_sequence)
     batch_first = nn.GRU(4, 8, batch_first=True)
     assert torch.equal(lyapbook.lyapunov_spectrum(batch_first, x).per_sequence,
@@ -58,12 +58,12 @@ def test_the_rounding_floor_is_announced():
     model = nn.LSTM(4, 32)
     x = torch.randn(100, 4, 4)
     with pytest.warns(RuntimeWarning, match=r"rounding floor.*t_on=5.*float64"):
-        lyapbook.lyapunov_spectrum(model, x, full_state=True, t_on=5, warmup=20)
+        lyapbook.lyapunov_spectrum(model, x, state="full", t_on=5, warmup=20)
     with warnings_as_errors():
-        lyapbook.lyapunov_spectrum(model.double(), x.double(), full_state=True, t_on=1, warmup=20)
+        lyapbook.lyapunov_spectrum(model.double(), x.double(), state="full", t_on=1, warmup=20)
     # A contraction beyond float64 in one step: a QR every step cannot help, and the warning says so.
     steep = Linear(torch.diag(torch.tensor([1.0, 1e-17], dtype=torch.float64)))
-    with pytest.warns(RuntimeWarning, match=r"rounding floor: .*QR every step already.*upper bounds"):
+    with pytest.warns(RuntimeWarning, match=r"rounding floor: .*upper bounds.*QR every step in float64 already"):
         lyapbook.lyapunov_spectrum(steep, 20, torch.ones(1, 2, dtype=torch.float64))
 
 
@@ -82,17 +82,18 @@ def test_q0_must_be_orthonormal_and_shaped_by_the_tangent_dimension():
     model = nn.LSTM(3, 4, num_layers=2)
     x = torch.randn(10, 2, 3)
     q = torch.linalg.qr(torch.randn(2, 8, 3)).Q
-    assert lyapbook.lyapunov_spectrum(model, x, q0=q).exponents.shape == (3,)
+    assert lyapbook.lyapunov_spectrum(model, x, q0=q, state="hidden").exponents.shape == (3,)
     with pytest.raises(ValueError, match="orthonormal columns"):
-        lyapbook.lyapunov_spectrum(model, x, q0=10 * q)
-    with pytest.raises(ValueError, match=r"q0 must have shape \(batch, tangent_dim, k\) = \(2, 8, 3\) \(tangent_dim = 8"):
-        lyapbook.lyapunov_spectrum(model, x, q0=torch.linalg.qr(torch.randn(2, 16, 3)).Q)
+        lyapbook.lyapunov_spectrum(model, x, q0=10 * q, state="hidden")
+    with pytest.raises(ValueError, match=r"q0 must have shape \(batch, tangent_dim, k\) = \(2, 16, 3\) \(tangent_dim = 16"):
+        lyapbook.lyapunov_spectrum(model, x, q0=q)  # the full state of two layers of (h, c): 16
 
 
 def test_public_jacobian_validates_its_arguments():
     lstm = nn.LSTM(3, 5, num_layers=2)
     state = torch.zeros(2, 20)
-    assert lyapbook.jacobian(lstm, state, torch.zeros(2, 3)).shape == (2, 10, 10)
+    assert lyapbook.jacobian(lstm, state, torch.zeros(2, 3)).shape == (2, 20, 20)
+    assert lyapbook.jacobian(lstm, state, torch.zeros(2, 3), state="hidden").shape == (2, 10, 10)
     with pytest.raises(ValueError, match=r"x_t: LSTM is driven by input; pass this step's input x_t, shape \(batch, 3\)"):
         lyapbook.jacobian(lstm, state)
     with pytest.raises(ValueError, match=r"x_t must have shape \(batch, 3\), got \(2, 4\)"):
@@ -132,8 +133,10 @@ class _Wrapper(nn.Module):
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 3), full_state=True), ValueError,
-         "GRU carries its hidden vector alone.*Drop full_state"),
+        (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4), torch.zeros(5, 1, 3), state="all"), ValueError,
+         "state must be 'full' .* or 'hidden'"),
+        (lambda: lyapbook.lyapunov_spectrum(Henon(), 5, state="hidden"), ValueError,
+         "Henon is already a system with its own tangent space; state applies when passing a network"),
         (lambda: lyapbook.lyapunov_spectrum(nn.GRU(3, 4).half(), torch.zeros(5, 1, 3, dtype=torch.float16)), TypeError,
          "float32 or float64.*half precision"),
         (lambda: lyapbook.lyapunov_spectrum(Henon(), 10, torch.zeros(1, 2, dtype=torch.bfloat16)), TypeError,

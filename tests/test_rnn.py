@@ -47,7 +47,7 @@ def test_jacobian_matches_autograd(kind, layers, bias, full_state):
     x_t = torch.randn(4, 3)
     new_state, jac = system.step_with_jacobian(state, x_t)
     assert torch.allclose(new_state, module_step(system, state, x_t), rtol=0, atol=1e-13)
-    expected = autograd_jacobian(system.module, state, x_t, full_state=full_state)
+    expected = autograd_jacobian(system.module, state, x_t, state="full" if full_state else "hidden")
     assert jac.shape == expected.shape == (4, system.tangent_dim, system.tangent_dim)
     assert (jac - expected).abs().max() <= 1e-10 * expected.abs().max()
 
@@ -81,8 +81,8 @@ def test_lstm_module_state_round_trip_and_public_jacobian():
     h_back, c_back = system.state_to_module(state)
     assert torch.equal(h_back, h0) and torch.equal(c_back, c0)
     x_t = torch.randn(4, 3)
-    assert torch.equal(lyapbook.jacobian(module, (h0, c0), x_t), system.jacobian(state, x_t))
-    assert lyapbook.jacobian(module, (h0, c0), x_t, full_state=True).shape == (4, 20, 20)
+    assert torch.equal(lyapbook.jacobian(module, (h0, c0), x_t, state="hidden"), system.jacobian(state, x_t))
+    assert lyapbook.jacobian(module, (h0, c0), x_t).shape == (4, 20, 20)  # the full (h, c) state by default
 
 
 def test_linear_rnn_gives_log_moduli_of_eigenvalues():
@@ -120,7 +120,7 @@ def test_sum_of_exponents_is_mean_log_det_for_an_lstm():
     x = torch.randn(2, 60, 3)
     for full_state in (False, True):
         system = TorchRNN(module, full_state=full_state)
-        result = lyapbook.lyapunov_spectrum(module, x.transpose(0, 1), full_state=full_state, warmup=10, t_on=4)
+        result = lyapbook.lyapunov_spectrum(module, x.transpose(0, 1), state="full" if full_state else "hidden", warmup=10, t_on=4)
         state = torch.zeros(2, system.state_dim)
         log_det = []
         for t in range(60):

@@ -57,7 +57,7 @@ CASES = [(name, full) for name in MODELS for full in ((False, True) if name in W
 
 @pytest.mark.parametrize("name, full_state", CASES)
 def test_matrix_free_product_equals_the_formed_jacobian(name, full_state):
-    system = as_system(_model(name), full_state)
+    system = as_system(_model(name), "full" if full_state else "hidden")
     state = torch.randn(4, system.state_dim, dtype=torch.float64) * 0.8
     x_t = torch.randn(4, 3, dtype=torch.float64)
     frame = torch.linalg.qr(torch.randn(4, system.tangent_dim, 3, dtype=torch.float64))[0]
@@ -74,10 +74,10 @@ def test_matrix_free_product_equals_the_formed_jacobian(name, full_state):
 @pytest.mark.parametrize("name, full_state", CASES)
 def test_input_jacobian_matches_autograd_for_every_layer(name, full_state):
     model = _model(name)
-    system = as_system(model, full_state)
+    system = as_system(model, "full" if full_state else "hidden")
     state = torch.randn(4, system.state_dim, dtype=torch.float64) * 0.8
     x_t = torch.randn(4, 3, dtype=torch.float64)
-    expected = autograd_input_jacobian(model, state, x_t, full_state=full_state)
+    expected = autograd_input_jacobian(model, state, x_t, state="full" if full_state else "hidden")
     actual = system.input_jacobian(state, x_t)
     assert actual.shape == expected.shape == (4, system.tangent_dim, 3)
     assert (actual - expected).abs().max() <= EXACT
@@ -93,7 +93,7 @@ def test_matrix_free_and_formed_spectra_agree():
 
 def _trajectory_jacobians(model, x, h0, full_state=False):
     """The step Jacobians along the trajectory from h0, formed, (batch, steps, n, n)."""
-    system = as_system(model, full_state)
+    system = as_system(model, "full" if full_state else "hidden")
     state, jacobians = h0, []
     for t in range(x.shape[1]):
         state, jac = system.step_with_jacobian(state, x[:, t])

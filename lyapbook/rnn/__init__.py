@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +16,8 @@ from .torch_rnn import TorchRNN
 
 __all__ = [
     "AntisymmetricRNN", "CellSystem", "CoRNN", "LEM", "LipschitzRNN", "NoisyRNN", "Rank1Reservoir",
-    "RecurrentCell", "StackedCells", "TorchRNN", "as_group_system", "as_system", "configuration", "jacobian",
+    "RecurrentCell", "STATES", "StackedCells", "TorchRNN", "as_group_system", "as_system", "check_state_option",
+    "configuration", "jacobian",
 ]
 
 SUPPORTED = (
@@ -23,22 +25,52 @@ SUPPORTED = (
     "NoisyRNN, LEM, Rank1Reservoir, StackedCells), or a lyapbook.systems.DynamicalSystem"
 )
 _MODULES = (nn.RNN, nn.LSTM, nn.GRU, RecurrentCell, StackedCells)
+STATES = ("full", "hidden")
 
 
-def as_system(model: object, full_state: bool = False, *, differentiable: bool = False) -> DynamicalSystem:
+def check_state_option(state: str | None, full_state: bool | None = None, *, where: str = "lyapunov_spectrum") -> str | None:
+    """The ``state`` option checked, or taken from the deprecated ``full_state`` (with a warning).
+
+    ``"full"`` (the default): the Jacobian over every coordinate the network carries, an LSTM's
+    (h, c), coRNN's and LEM's (y, z), so the exponents describe the map the module computes.
+    ``"hidden"``: over the hidden vector alone, the other coordinates carried along but held
+    fixed when differentiating (the dissertation's convention and its code's). For networks
+    whose state is their hidden vector (RNN, GRU, ASRNN, Lipschitz, noisy RNN, the reservoir)
+    the two are the same. ``None`` means the default.
+    """
+    if full_state is not None:
+        if state is not None:
+            raise ValueError(f"{where}: give state= or the older full_state=, not both")
+        replacement = "'full'" if full_state else "'hidden'"
+        warnings.warn(f"{where}: full_state= is deprecated; write state={replacement} (state='full' is the default)",
+                      DeprecationWarning, stacklevel=3)
+        state = "full" if full_state else "hidden"
+    if state is not None and state not in STATES:
+        raise ValueError(
+            f"state must be 'full' (every coordinate the network carries: an LSTM's (h, c), coRNN's and LEM's (y, z); "
+            f"the default) or 'hidden' (the hidden vector alone, the rest held fixed: the dissertation's convention), "
+            f"got {state!r}"
+        )
+    return state
+
+
+def as_system(model: object, state: str | None = None, *, differentiable: bool = False) -> DynamicalSystem:
     """The dynamical system behind ``model``: a system passes through, a supported module is wrapped
-    (with ``differentiable``, computing with the module's parameters themselves)."""
+    over its ``state`` coordinates (see :func:`check_state_option`; ``"full"`` by default), computing
+    with its parameters themselves when ``differentiable``."""
+    state = check_state_option(state)
     if isinstance(model, DynamicalSystem):
-        if full_state and not getattr(model, "full_state", False):
+        if state is not None:
             raise ValueError(
-                f"full_state=True: {type(model).__name__} is already a system with its own tangent space; "
-                "full_state applies when passing a network (nn.LSTM, CoRNN, LEM)"
+                f"state={state!r}: {type(model).__name__} is already a system with its own tangent space; "
+                "state applies when passing a network (nn.LSTM, CoRNN, LEM)"
             )
         return model
+    full = state != "hidden"
     if isinstance(model, (nn.RNN, nn.LSTM, nn.GRU)):
-        return TorchRNN(model, full_state=full_state, differentiable=differentiable)
+        return TorchRNN(model, full_state=full, differentiable=differentiable)
     if isinstance(model, (RecurrentCell, StackedCells)):
-        return CellSystem(model, full_state=full_state, differentiable=differentiable)
+        return CellSystem(model, full_state=full, differentiable=differentiable)
     raise TypeError(f"model: {type(model).__name__} is not supported; lyapunov_spectrum takes {SUPPORTED}{_inner_hint(model)}")
 
 
@@ -72,7 +104,7 @@ def configuration(model: nn.Module) -> tuple:
     return tuple(parts)
 
 
-def as_group_system(models: Sequence[nn.Module], full_state: bool = False, *, differentiable: bool = False) -> DynamicalSystem:
+def as_group_system(models: Sequence[nn.Module], state: str | None = None, *, differentiable: bool = False) -> DynamicalSystem:
     """One system for networks of one configuration (see :func:`configuration`), each with its own weights.
 
     Its batch holds G blocks of rows, block g for ``models[g]``.
@@ -91,26 +123,31 @@ def as_group_system(models: Sequence[nn.Module], full_state: bool = False, *, di
                 f"models[{index}] differs in architecture or size from models[0] ({type(model).__name__} vs "
                 f"{type(first).__name__}); group only networks of one configuration"
             )
+    full = check_state_option(state) != "hidden"
     if isinstance(first, (nn.RNN, nn.LSTM, nn.GRU)):
-        return TorchRNN.group(models, full_state, differentiable=differentiable)
-    return CellSystem.group(models, full_state, differentiable=differentiable)
+        return TorchRNN.group(models, full, differentiable=differentiable)
+    return CellSystem.group(models, full, differentiable=differentiable)
 
 
-def jacobian(model: object, h: torch.Tensor | tuple, x_t: torch.Tensor | None = None, full_state: bool = False) -> torch.Tensor:
+def jacobian(model: object, h: torch.Tensor | tuple, x_t: torch.Tensor | None = None, state: str | None = None, *,
+             full_state: bool | None = None) -> torch.Tensor:
     """Analytic Jacobian dh_t/dh_{t-1} of ``model`` at state ``h`` and input ``x_t``.
 
     Args:
         model: a supported module or a :class:`~lyapbook.systems.DynamicalSystem`.
         h: (batch, state_dim), or a PyTorch module's own state layout ((layers, batch, hidden),
-            or a tuple (h, c) for an LSTM).
+            or a tuple (h, c) for an LSTM). The flat layout concatenates the layers' states,
+            layer 1 first; an LSTM layer's state is (h, c), a coRNN's and a LEM's (y, z).
         x_t: (batch, input_size) input at this step (``None`` for an autonomous system).
-        full_state: differentiate the full state (LSTM (h, c); coRNN and LEM (y, z)) rather
-            than the hidden vector alone.
+        state: ``"full"`` (default) differentiates every coordinate the network carries,
+            ``"hidden"`` the hidden vectors alone (see :func:`check_state_option`).
+        full_state: deprecated spelling of ``state``.
 
     Returns:
-        (batch, n, n) with n the tangent dimension (layers x hidden, or x 2 for an LSTM's full state).
+        (batch, n, n) with n the tangent dimension: layers x hidden, or x 2 for the full state
+        of an LSTM, coRNN or LEM; rows and columns in the layout of ``h``, less what is held fixed.
     """
-    system = as_system(model, full_state)
+    system = as_system(model, check_state_option(state, full_state, where="jacobian"))
     _, h = system.prepare(None, h)
     h = check_state(system, h, None, name="h")
     check_step_input(system, x_t, h.shape[0])

@@ -8,6 +8,7 @@ import torch
 
 from ..systems import DynamicalSystem
 from .cells import RecurrentCell, StackedCells
+from .parameters import effective_tensors, raw_version
 from .stack import check_finite_parameters, stack_apply, stack_input_jacobian, stack_jacobian
 
 __all__ = ["CellSystem"]
@@ -25,13 +26,10 @@ class CellSystem(DynamicalSystem):
 
     def __init__(self, model: RecurrentCell | StackedCells, full_state: bool = False, *, differentiable: bool = False):
         check_finite_parameters(model)
-        self.model, self.full_state, self.differentiable = model, bool(full_state), bool(differentiable)
+        self.model, self.differentiable = model, bool(differentiable)
         self.cells = list(model.cells) if isinstance(model, StackedCells) else [model]
-        if full_state and not any(cell.aux_size for cell in self.cells):
-            raise ValueError(
-                f"full_state=True: {type(model).__name__} carries its hidden vector alone, so its spectrum already "
-                "covers its full state; full_state applies to nn.LSTM (h, c), CoRNN and LEM (y, z). Drop full_state."
-            )
+        # a network without auxiliary state (ASRNN, Lipschitz, ...) has its hidden vector as full state
+        self.full_state = bool(full_state) and any(cell.aux_size for cell in self.cells)
         self.prefixes = [f"cells.{k}." for k in range(len(self.cells))] if isinstance(model, StackedCells) else [""]
         self.state_dim, self.input_dim, self.batch_first = model.state_size, model.input_size, model.batch_first
         self.groups: int | None = None
@@ -118,11 +116,11 @@ class CellSystem(DynamicalSystem):
     def _per_cell_tensors(self) -> list[dict[str, torch.Tensor]]:
         """Each cell's tensors under its own names, with its derived matrices; rebuilt only when a
         parameter changes (in place or replaced), so a run of many steps builds them once."""
-        tensors = self.tensors()
-        key = tuple((name, value.data_ptr(), value._version) for name, value in tensors.items())
+        key = (raw_version(self.model), self._stacked is not None)
         if self.differentiable and torch.is_grad_enabled():
             key = None  # a graph is being built: every step builds its own (a cached one could be freed by backward)
         if key is None or key != self._cache_key:
+            tensors = self.tensors()
             per_cell = []
             for cell, prefix in zip(self.cells, self.prefixes):
                 local = {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
@@ -143,5 +141,5 @@ class CellSystem(DynamicalSystem):
 
 
 def _named_tensors(model: torch.nn.Module, differentiable: bool) -> dict[str, torch.Tensor]:
-    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    return tensors if differentiable else {name: value.detach() for name, value in tensors.items()}
+    """Parameters and buffers as the model computes with them (detached unless ``differentiable``)."""
+    return effective_tensors(model, buffers=True, detach=not differentiable)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .functional import linear, per_row, scale_rows, scaled, weight_matmul
+from .parameters import effective_tensors
 from .stack import LayerLinearization
 
 __all__ = ["RecurrentCell", "AntisymmetricRNN", "CoRNN", "LipschitzRNN", "NoisyRNN", "LEM", "Rank1Reservoir", "StackedCells"]
@@ -90,8 +91,10 @@ class RecurrentCell(nn.Module):
         return like.new_zeros(batch, self.state_size)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The cell's parameters and buffers by name (``W.weight``, ...), as :meth:`linearize` takes them."""
-        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+        """The cell's parameters and buffers by name (``W.weight``, ...) as :meth:`linearize` takes them:
+        parametrized, pruned or normalised tensors as the cell computes with them, with their graph
+        (:func:`~lyapbook.rnn.parameters.effective_tensors`)."""
+        return effective_tensors(self, buffers=True, detach=False)
 
     def derived(self, p: Tensors) -> dict[str, torch.Tensor]:
         """Matrices the step builds from its parameters (keys starting with ``~``), which a caller running

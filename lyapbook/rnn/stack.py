@@ -48,8 +48,10 @@ class LayerLinearization:
 
 
 def check_finite_parameters(model: torch.nn.Module) -> None:
-    """Refuse a network with NaN or inf weights before any work, naming the parameter."""
-    for name, parameter in model.named_parameters():
+    """Refuse a network with NaN or inf weights (as its forward uses them) before any work, naming the parameter."""
+    from .parameters import effective_tensors
+
+    for name, parameter in effective_tensors(model).items():
         if not bool(torch.isfinite(parameter).all()):
             raise ValueError(f"model: parameter {name} contains NaN or inf values")
 

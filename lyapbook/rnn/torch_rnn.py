@@ -13,9 +13,10 @@ stacked gate weights with all the batch's vectors, then the same gate derivative
 elementwise: about k / n of the work of forming it, which pays when k << n.
 
 State layout (batch, state_dim): the layers' states concatenated, layer 1 first. For an LSTM
-a layer's state is (h, c). With ``full_state=False`` the LSTM's Jacobian covers only the
-hidden vectors h (the cell states are carried along but held fixed when differentiating,
-the convention of the dissertation's code); with ``full_state=True`` it covers (h, c).
+a layer's state is (h, c). With ``full_state=True`` (what ``state="full"``, the engine's
+default, builds) the LSTM's Jacobian covers (h, c): the map the module computes. With
+``full_state=False`` (``state="hidden"``) it covers only the hidden vectors h, the cell states
+carried along but held fixed when differentiating: the convention of the dissertation's code.
 
 A group of modules of one configuration (:meth:`TorchRNN.group`) is one system whose weights
 carry a leading network axis; its batch holds each network's sequences in turn.
@@ -30,6 +31,7 @@ from torch import nn
 
 from ..systems import DynamicalSystem
 from .functional import gate_sum, linear, scaled
+from .parameters import effective_tensors, raw_version
 from .stack import LayerLinearization, check_finite_parameters, stack_input_jacobian, stack_jacobian
 
 __all__ = ["TorchRNN"]
@@ -44,7 +46,8 @@ class TorchRNN(DynamicalSystem):
         module: the network; unidirectional, any ``num_layers``, with or without bias. An LSTM
             with ``proj_size > 0`` is not supported. Dropout between layers is not applied
             (exponents describe the network as evaluated).
-        full_state: LSTM only: differentiate the full (h, c) state instead of h alone.
+        full_state: differentiate an LSTM's full (h, c) state instead of h alone (the others carry h
+            alone, so for them it changes nothing).
         differentiable: compute with the module's parameters themselves, so that autograd
             reaches them; by default with detached copies (no graph is built by any call).
     """
@@ -64,23 +67,20 @@ class TorchRNN(DynamicalSystem):
         check_finite_parameters(module)
         self.module = module
         self.kind = "LSTM" if isinstance(module, nn.LSTM) else "GRU" if isinstance(module, nn.GRU) else module.mode
-        if full_state and self.kind != "LSTM":
-            raise ValueError(
-                f"full_state=True: an {type(module).__name__} carries its hidden vector alone, so its spectrum already "
-                "covers its full state; full_state applies to nn.LSTM (h, c), CoRNN and LEM (y, z). Drop full_state."
-            )
         self.layers = module.num_layers
         self.hidden = module.hidden_size
         self.input_dim = module.input_size
         self.batch_first = module.batch_first
         self.is_lstm = self.kind == "LSTM"
-        self.full_state = bool(full_state)
+        self.full_state = bool(full_state) and self.is_lstm  # an RNN's or GRU's full state is its hidden vector
         self.differentiable = bool(differentiable)
         self.layer_state = 2 * self.hidden if self.is_lstm else self.hidden
         self.layer_tangent = 2 * self.hidden if self.full_state else self.hidden
         self.state_dim = self.layers * self.layer_state
         self.groups: int | None = None
         self._stacked: dict[str, torch.Tensor] | None = None
+        self._tensors: tuple[tuple, dict[str, torch.Tensor]] | None = None
+        self.tensors()  # a reparametrisation lyapbook cannot read is refused here, before any work
 
     @classmethod
     def group(cls, modules: Sequence[nn.Module], full_state: bool = False, *, differentiable: bool = False) -> TorchRNN:
@@ -92,9 +92,8 @@ class TorchRNN(DynamicalSystem):
         """
         systems = [cls(module, full_state, differentiable=differentiable) for module in modules]
         system = systems[0]
-        names = [name for name, _ in system.module.named_parameters()]
-        stacked = {name: torch.stack([getattr(module, name) for module in modules]) for name in names}
-        system._stacked = stacked if differentiable else {name: value.detach() for name, value in stacked.items()}
+        per_module = [effective_tensors(module, detach=not differentiable) for module in modules]
+        system._stacked = {name: torch.stack([tensors[name] for tensors in per_module]) for name in per_module[0]}
         system.groups = len(modules)
         return system
 
@@ -181,12 +180,17 @@ class TorchRNN(DynamicalSystem):
     # ----------------------------------------------------------------------------------------
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The weights by name (``weight_ih_l0``, ...): the module's own (detached unless ``differentiable``),
-        or stacked (G, ...) for a group."""
+        """The weights by name (``weight_ih_l0``, ...) as the module's forward uses them, parametrized,
+        pruned or normalised ones included (:func:`~lyapbook.rnn.parameters.effective_tensors`;
+        detached unless ``differentiable``), or stacked (G, ...) for a group. Evaluated again only
+        when a raw parameter changes, or at every call while a graph is being built."""
         if self._stacked is not None:
             return self._stacked
-        parameters = self.module.named_parameters()
-        return {name: value if self.differentiable else value.detach() for name, value in parameters}
+        building = self.differentiable and torch.is_grad_enabled()
+        key = None if building else raw_version(self.module)
+        if key is None or self._tensors is None or self._tensors[0] != key:
+            self._tensors = (key, effective_tensors(self.module, detach=not self.differentiable))
+        return self._tensors[1]
 
     def step(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         return self._advance(state, x, linearize=False)[0]

@@ -390,13 +390,15 @@ def evaluate_ensemble(ensemble: Ensemble, split: Split, index: torch.Tensor | No
 
 
 def member_spectra(ensemble: Ensemble, which: Sequence[int], sequences: torch.Tensor, *, warmup: int = 0,
-                   k: int | None = None, t_on: int = 1) -> list[dict]:
+                   k: int | None = None, t_on: int = 1, state: str = "hidden") -> list[dict]:
     """The Lyapunov spectrum of each network in ``which`` on ``sequences`` (task inputs (batch, time, ...)).
 
     All networks in one batched run of :func:`lyapbook.lyapunov_spectra` on the members' cores
     (float64, evaluation mode; each core reads its own embedded inputs), which equals the
-    networks' separate spectra to rounding. Each dict holds ``spectrum`` (k,), ``spectrum_std``
-    (k,) and ``spectrum_seconds`` (the group's wall time shared equally among its networks).
+    networks' separate spectra to rounding. ``state="hidden"`` (the dissertation's convention,
+    which its zoos' spectra follow) takes an LSTM's, coRNN's and LEM's hidden vector alone;
+    ``"full"`` their whole state. Each dict holds ``spectrum`` (k,), ``spectrum_std`` (k,) and
+    ``spectrum_seconds`` (the group's wall time shared equally among its networks).
     """
     if not which:
         return []
@@ -404,7 +406,7 @@ def member_spectra(ensemble: Ensemble, which: Sequence[int], sequences: torch.Te
     with torch.no_grad():
         inputs = torch.stack([m.core_inputs(sequences.to(ensemble.device)) for m in members])
     started = time.perf_counter()
-    results = lyapunov_spectra([m.core for m in members], inputs.double(), warmup=warmup, k=k, t_on=t_on)
+    results = lyapunov_spectra([m.core for m in members], inputs.double(), warmup=warmup, k=k, t_on=t_on, state=state)
     seconds = (time.perf_counter() - started) / len(members)
     return [{"spectrum": r.exponents.float().cpu(), "spectrum_std": r.std.float().cpu(),
              "spectrum_seconds": seconds} for r in results]

@@ -183,11 +183,13 @@ def train(model: SequenceModel, train_split: Split, val_split: Split, *, epochs:
     return history
 
 
-def spectrum_callback(sequences: torch.Tensor, *, warmup: int = 0, k: int | None = None, t_on: int = 1) -> Callable:
+def spectrum_callback(sequences: torch.Tensor, *, warmup: int = 0, k: int | None = None, t_on: int = 1,
+                      state: str = "hidden") -> Callable:
     """A training callback that records the core's Lyapunov spectrum on held-out ``sequences``.
 
     ``sequences`` are task inputs (batch, time, ...) as the model takes them; the spectrum is
-    computed on ``model.core`` in float64 with the model in evaluation mode. The extras hold
+    computed on ``model.core`` in float64 with the model in evaluation mode, over the hidden
+    vector alone by default (``state="hidden"``, the dissertation's convention). The extras hold
     ``spectrum`` (k,), ``spectrum_std`` (k,) and ``spectrum_seconds`` (its wall time).
     """
 
@@ -198,7 +200,8 @@ def spectrum_callback(sequences: torch.Tensor, *, warmup: int = 0, k: int | None
             inputs = model.core_inputs(sequences.to(next(model.parameters()).device))
         started = time.perf_counter()
         try:
-            result = lyapunov_spectrum(model.core.double(), inputs.double(), warmup=warmup, k=k, t_on=t_on)
+            result = lyapunov_spectrum(model.core.double(), inputs.double(), warmup=warmup, k=k, t_on=t_on,
+                                       state=state)
         finally:
             model.core.to(dtype)
             model.train(was_training)
