@@ -31,7 +31,8 @@ class LyapunovResult:
     Attributes:
         exponents: (k,) mean spectrum over the batch, in descending order.
         per_sequence: (batch, k) each row's spectrum, each row in descending order.
-        std: (k,) standard deviation over the batch (zeros when batch == 1).
+        std: (k,) sample standard deviation over the batch (ddof = 1, so :attr:`sem` is the usual
+            standard error of the mean; zeros when batch == 1).
         dt: time per step of the system.
         steps: steps that were accumulated (after warm-up).
         warmup: steps evolved before accumulating.
@@ -491,7 +492,7 @@ def _result(raw: dict, run: Run, rows: slice, diagnostics: tuple[Diagnostic, ...
     return LyapunovResult(
         exponents=per_sequence.mean(dim=0),
         per_sequence=per_sequence,
-        std=per_sequence.std(dim=0, unbiased=False),
+        std=per_sequence.std(dim=0) if per_sequence.shape[0] > 1 else torch.zeros_like(per_sequence[0]),
         dt=run.system.dt,
         steps=run.steps - run.warmup,
         warmup=run.warmup,

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 __all__ = ["max_exponent", "mean_exponent", "exponent_variance", "kaplan_yorke_dimension", "count_positive", "summary",
-           "correlation", "partial_correlation", "relations", "bootstrap_se"]
+           "correlation", "partial_correlation", "rank_correlation", "partial_rank_correlation", "relations",
+           "bootstrap_se", "bootstrap_interval", "holm"]
 
 
 def _sorted(spectrum: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -75,11 +76,12 @@ def summary(spectrum: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
     }
 
 
-def _fisher_interval(r: float, n_effective: int, level: float) -> tuple[float, float]:
-    """The ``level`` interval of a correlation from Fisher's z with standard error 1/sqrt(n_effective)."""
+def _fisher_interval(r: float, n_effective: int, level: float, variance: float = 1.0) -> tuple[float, float]:
+    """The ``level`` interval of a correlation from Fisher's z with standard error sqrt(variance / n_effective)
+    (variance 1 for Pearson's r; 1.06 for Spearman's rho, Fieller, Hartley and Pearson 1957)."""
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    half_width = NormalDist().inv_cdf(0.5 + level / 2) / np.sqrt(n_effective)
+    half_width = NormalDist().inv_cdf(0.5 + level / 2) * np.sqrt(variance / n_effective)
     z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
     return float(np.tanh(z - half_width)), float(np.tanh(z + half_width))
 
@@ -131,6 +133,67 @@ def partial_correlation(x, y, covariates, level: float = 0.95) -> tuple[float, f
     return (r, *_fisher_interval(r, len(x) - 3 - count, level))
 
 
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of each column (ties get their mean rank)."""
+    from scipy.stats import rankdata
+
+    return rankdata(values, axis=0)
+
+
+def rank_correlation(x, y, level: float = 0.95) -> tuple[float, float, float]:
+    """Spearman's rho between two samples (n,) and its ``level`` interval (Fisher's z, variance 1.06/(n-3)).
+
+    Pearson's r on the ranks: it measures a monotone association and is not carried by a few
+    outliers, which is why every claim resting on a correlation shows it beside Pearson's.
+    Returns (rho, low, high); needs n >= 4.
+    """
+    x, y = _paired(x, y)
+    if len(x) < 4:
+        raise ValueError(f"a confidence interval for rho needs at least 4 pairs, got {len(x)}")
+    rho = float(np.corrcoef(_ranks(x), _ranks(y))[0, 1])
+    return (rho, *_fisher_interval(rho, len(x) - 3, level, variance=1.06))
+
+
+def partial_rank_correlation(x, y, covariates, level: float = 0.95) -> tuple[float, float, float]:
+    """Spearman's partial rho: :func:`partial_correlation` on the ranks of x, y and each covariate,
+    with the Fisher interval of :func:`rank_correlation` (n - 3 - c degrees of freedom)."""
+    x, y = _paired(x, y)
+    z = np.asarray(covariates, dtype=float)
+    z = z.reshape(len(z), -1) if z.ndim else z.reshape(1, 1)
+    r, _, _ = partial_correlation(_ranks(x), _ranks(y), _ranks(z), level)
+    return (r, *_fisher_interval(r, len(x) - 3 - z.shape[1], level, variance=1.06))
+
+
+def bootstrap_interval(n_rows: int, statistic, *, draws: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float, float]:
+    """(estimate, low, high): ``statistic(rows)`` on all rows and its percentile bootstrap interval.
+
+    ``statistic`` receives an integer index array into the n_rows units being resampled (networks,
+    sequences), with repeats, and returns a number; draws where it is not finite are left out.
+    """
+    if n_rows < 2:
+        raise ValueError(f"n_rows must be at least 2 to resample, got {n_rows}")
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n_rows, n_rows)) for _ in range(draws)], dtype=float)
+    values = values[np.isfinite(values)]
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail]) if values.size else (np.nan, np.nan)
+    return float(statistic(np.arange(n_rows))), float(low), float(high)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (m,): each adjusted p controls the
+    family-wise error at its level when the m tests are judged together (any dependence)."""
+    p = np.asarray(pvalues, dtype=float).ravel()
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 def relations(frame, statistics: dict[str, str], target: str, covariates: list[str], level: float = 0.95):
     """Raw and partial correlations of several columns of ``frame`` with ``target``, as a table.
 
@@ -142,17 +205,24 @@ def relations(frame, statistics: dict[str, str], target: str, covariates: list[s
 
     Returns:
         A DataFrame with one row per statistic: ``statistic``, ``n``, ``r``, ``r low``,
-        ``r high`` (Pearson with Fisher interval) and ``partial r``, ``partial low``,
-        ``partial high`` (given ``covariates``; see :func:`partial_correlation`).
+        ``r high`` (Pearson with Fisher interval), ``partial r``, ``partial low``,
+        ``partial high`` (given ``covariates``; see :func:`partial_correlation`), and the same
+        on ranks: ``rho``, ``rho low``, ``rho high``, ``partial rho``, ``partial rho low``,
+        ``partial rho high`` (:func:`rank_correlation`, :func:`partial_rank_correlation`).
     """
     import pandas as pd
 
     rows = []
     for column, label in statistics.items():
-        r, low, high = correlation(frame[column], frame[target], level)
-        partial = partial_correlation(frame[column], frame[target], frame[covariates].to_numpy(), level)
+        x, y, z = frame[column], frame[target], frame[covariates].to_numpy()
+        r, low, high = correlation(x, y, level)
+        partial = partial_correlation(x, y, z, level)
+        rho = rank_correlation(x, y, level)
+        partial_rho = partial_rank_correlation(x, y, z, level)
         rows.append({"statistic": label, "n": len(frame), "r": r, "r low": low, "r high": high,
-                     "partial r": partial[0], "partial low": partial[1], "partial high": partial[2]})
+                     "partial r": partial[0], "partial low": partial[1], "partial high": partial[2],
+                     "rho": rho[0], "rho low": rho[1], "rho high": rho[2], "partial rho": partial_rho[0],
+                     "partial rho low": partial_rho[1], "partial rho high": partial_rho[2]})
     return pd.DataFrame(rows)
 
 

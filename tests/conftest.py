@@ -64,7 +64,7 @@ TINY_CHAPTER = textwrap.dedent(
     ax.plot(range(size))
     book.figure(fig, "fig-9-line", f"A line of {size} points.")
     book.table(pd.DataFrame({"n": [size]}), "tab-9-size", "The size.")
-    book.verdict("fig-1-1", claim="a claim", paper="1", ours=str(size), verdict="reproduced")
+    book.judge("fig-1-1", "orbits", quantity="a distance", estimate=size, interval=(size - 1, size + 1))
     print(size * 2)
     ```
 

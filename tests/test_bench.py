@@ -13,7 +13,7 @@ from torch import nn
 import lyapbook
 from lyapbook.bench import FLOOR, SECTIONS, main, run_section
 from lyapbook.reference import BASELINES, AutogradSystem
-from lyapbook.rnn import TorchRNN, as_system
+from lyapbook.rnn import as_system
 
 
 @pytest.mark.parametrize("how", BASELINES)

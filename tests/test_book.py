@@ -114,8 +114,11 @@ def test_helpers_write_nothing_outside_the_book(tmp_path, monkeypatch):
     assert publish.words("pairing", "the reverse") == "the reverse"
     with pytest.raises(TypeError, match="book.value for numbers"):
         publish.words("x", 0.5)
-    record = publish.verdict("fig-1-2", claim="c", paper="p", ours="o", verdict="within noise")
-    assert record["verdict"] == "within noise"
+    from lyapbook.book import verdicts
+
+    monkeypatch.setattr(verdicts, "_RECORDED", {})
+    record = verdicts.judge("fig-1-2", "chaos-28", quantity="lambda_1", estimate=0.9, interval=(0.8, 1.0))
+    assert record.verdict == "reproduced"
     assert list(tmp_path.iterdir()) == []
     assert not plt.get_fignums()
 
@@ -172,7 +175,9 @@ def test_runner_executes_and_writes_the_manifest(tiny_book):
     assert set(manifest["items"]) == {"fig-9-line", "tab-9-size", "fig-1-1"}
     judged = manifest["items"]["fig-1-1"]
     assert judged["kind"] == "check" and judged["chapter"] == "09_tiny" and judged["profile"] == "ci"
-    assert judged["verdicts"] == [{"claim": "a claim", "paper": "1", "ours": "5", "verdict": "reproduced", "interval": None}]
+    (record,) = judged["verdicts"]
+    assert (record["claim"], record["scale"], record["estimate"], record["interval"]) == ("orbits", "ci", 5.0, [4.0, 6.0])
+    assert record["verdict"] == "reproduced" and record["paper"] == "orbits about an attractor (Fig. 1.1)"
     item = manifest["items"]["fig-9-line"]
     for field in ("chapter", "files", "profile", "parameters", "seed", "runtime_s", "git_commit", "packages", "device"):
         assert field in item
@@ -245,7 +250,7 @@ def test_chapters_run_side_by_side_into_one_manifest(tiny_book, capsys):
     from lyapbook.book.runner import run_lanes
 
     other = TINY_CHAPTER.replace("fig-9-line", "fig-8-line").replace("tab-9-size", "tab-8-size")
-    (tiny_book / "chapters" / "08_other.md").write_text(other.replace("fig-1-1", "fig-1-2"))
+    (tiny_book / "chapters" / "08_other.md").write_text(other.replace('"fig-1-1", "orbits"', '"fig-1-2", "chaos-28"'))
     toc = tiny_book / "_toc.yml"
     toc.write_text(toc.read_text() + "  - file: chapters/08_other\n")
     manifest = run_lanes(tiny_book, "ci", select_chapters(tiny_book, None), jobs=2)

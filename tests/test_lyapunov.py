@@ -114,7 +114,8 @@ def test_warmup_ftle_and_q_vectors_shapes_and_consistency():
     final = result.ftle[:, -1].sort(dim=-1, descending=True).values
     assert torch.allclose(final, result.per_sequence)
     assert torch.allclose(result.log_r.sum(dim=1).sort(dim=-1, descending=True).values / 100, result.per_sequence)
-    assert torch.allclose(result.std, result.per_sequence.std(dim=0, unbiased=False))
+    assert torch.allclose(result.std, result.per_sequence.std(dim=0))  # ddof = 1: sem is the usual standard error
+    assert torch.allclose(result.sem, result.per_sequence.std(dim=0) / 3**0.5)
 
 
 def test_last_partial_block_is_accumulated():

@@ -64,6 +64,6 @@ def test_downloaded_notebooks_carry_their_results():
 
 def test_the_scorecard_lists_all_53_items():
     page = (SITE / "scorecard.html").read_text()
-    assert "of 53 items built" in page
+    assert "of 53 items</strong> in this build" in page and "rules" in page
     for item_id in ("fig-1-1", "fig-1-2", "tab-1-ref", "fig-3-b2", "eq-4-14"):
         assert f">{item_id}<" in page

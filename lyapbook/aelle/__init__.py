@@ -32,7 +32,7 @@ from .cache import FIT_VERSION, cached_fit_group, fit_cache_dir
 from .crossval import CLASSIFIERS, HEAD, CrossValidation, cross_validate
 from .interpolate import PreparedSpectra, interpolate_spectrum, prepare_spectra
 from .metrics import (PRF1, Interval, Labels, ScoreIntervals, SeedScores, bootstrap, bootstrap_f1_difference,
-                      bootstrap_scores, bootstrap_seed_scores, label_good, prf1)
+                      bootstrap_gap_to_best, bootstrap_scores, bootstrap_seed_scores, label_good, prf1, trivial_f1)
 from .fit import fit_aelle, fit_aelle_group
 from .model import AeEpoch, AeLLE, AeLLEFit, alpha_schedule, cpu_threads
 from .perturb import LatentPerturbation, LossHyperplane, latent_perturbation, zero_loss_hyperplane
@@ -52,7 +52,7 @@ __all__ = [
     "NetworkSplit", "split_by_network", "kfold_by_network",
     "SpectrumFeatures", "spectrum_features", "SideComposition", "side_composition",
     "PredNet", "PredNetFit", "fit_prednet", "fit_prednet_group",
-    "SeedScores", "bootstrap_seed_scores", "bootstrap_f1_difference",
+    "SeedScores", "bootstrap_seed_scores", "bootstrap_f1_difference", "bootstrap_gap_to_best", "trivial_f1",
     "ZooSpectra", "zoo_spectra", "FIT_VERSION", "cached_fit_group", "fit_cache_dir",
     "CLASSIFIERS", "HEAD", "CrossValidation", "cross_validate", "STAGES", "Pretrained", "pretrained_aelle",
 ]

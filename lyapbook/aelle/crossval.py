@@ -34,7 +34,7 @@ import pandas as pd
 from .cache import cached_fit_group
 from .classify import ThresholdRule, median_classifier, median_direction
 from .embed import PCAEmbedding, fit_pca
-from .metrics import SeedScores, bootstrap_f1_difference, bootstrap_seed_scores, label_good
+from .metrics import SeedScores, bootstrap_f1_difference, bootstrap_gap_to_best, bootstrap_seed_scores, label_good
 from .model import AeLLEFit
 from .splits import NetworkSplit, kfold_by_network
 from .zoodata import ZooSpectra
@@ -121,6 +121,13 @@ class CrossValidation:
         """F1(name) − F1(other), held out, seed-averaged, with a paired bootstrap interval over networks."""
         return bootstrap_f1_difference(self.heldout[name], self.heldout[other], self.good, self.data.network,
                                        n_draws=n_draws, seed=seed)
+
+    def gap_to_best(self, name: str, others, *, n_draws: int = 1000, seed: int = 0):
+        """F1(name) minus the best F1 of ``others``, held out, with the best chosen again in every
+        bootstrap draw (:func:`~lyapbook.aelle.metrics.bootstrap_gap_to_best`): (interval, share of
+        draws each rival was best)."""
+        return bootstrap_gap_to_best(self.heldout[name], {o: self.heldout[o] for o in others}, self.good,
+                                     self.data.network, n_draws=n_draws, seed=seed)
 
     def final_state_heldout(self) -> np.ndarray:
         """(S, n) held-out AeLLE predictions with each autoencoder's *final* state instead of the

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Labels", "label_good", "PRF1", "prf1", "Interval", "ScoreIntervals", "bootstrap_scores", "bootstrap",
-           "SeedScores", "bootstrap_seed_scores", "bootstrap_f1_difference"]
+           "SeedScores", "bootstrap_seed_scores", "bootstrap_f1_difference", "bootstrap_gap_to_best", "trivial_f1"]
 
 
 def _bool_vector(values, name: str) -> np.ndarray:
@@ -297,3 +297,39 @@ def bootstrap_f1_difference(predicted_a, predicted_b, good, groups=None, *, n_dr
 
     (est_a, draws_a), (est_b, draws_b) = f1(a), f1(b)
     return _interval(est_a - est_b, draws_a - draws_b, level)
+
+
+def trivial_f1(good) -> float:
+    """F1 of the classifier that calls every network accurate: 2 pi / (1 + pi) at a share pi of accurate
+    networks. A best-F1 threshold can always fall back on it (put the boundary below every score), so it,
+    not 0.5, is the baseline such a classifier must beat: 0.70 at pi = 0.54, 0.67 at pi = 0.5."""
+    good = _bool_vector(good, "good")
+    share = float(good.mean())
+    return 2 * share / (1 + share) if share > 0 else 0.0
+
+
+def bootstrap_gap_to_best(predicted_a, comparators: dict, good, groups=None, *, n_draws: int = 1000,
+                          level: float = 0.95, seed: int = 0) -> tuple[Interval, dict[str, float]]:
+    """F1 of classifier a minus the best of ``comparators`` ({name: predicted (S, n)}), with the best one
+    chosen again inside every bootstrap draw: an interval that pays for picking the strongest rival
+    after looking, unlike a paired difference with a comparator fixed after the fact. Returns the
+    interval and, per comparator, the share of draws in which it was the best."""
+    good = _bool_vector(good, "good")
+    matrices = {"a": _seed_matrix(predicted_a, len(good)), **{k: _seed_matrix(v, len(good)) for k, v in comparators.items()}}
+    if len(matrices) < 2:
+        raise ValueError("comparators: give at least one classifier to compare with")
+    _check_level(level, n_draws)
+    codes, count = _groups(groups, len(good))
+    multiplicity = _draw(int(count), n_draws, seed)
+    estimates, draws = {}, {}
+    for name, matrix in matrices.items():
+        counts = _group_counts(matrix, good, codes, int(count))
+        estimates[name] = float(_scores(*counts.sum(-1))[2].mean())
+        draws[name] = _scores(*(multiplicity @ counts[i].T for i in range(3)))[2].mean(axis=1)
+    names = [k for k in matrices if k != "a"]
+    rivals = np.stack([draws[k] for k in names])  # (C, D)
+    best = np.nanmax(rivals, axis=0)
+    winner = np.nanargmax(np.nan_to_num(rivals, nan=-np.inf), axis=0)
+    share = {name: float((winner == i).mean()) for i, name in enumerate(names)}
+    estimate = estimates["a"] - max(estimates[k] for k in names)
+    return _interval(estimate, draws["a"] - best, level), share

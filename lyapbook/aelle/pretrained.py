@@ -24,7 +24,8 @@ from .cache import cached_fit_group
 from .classify import OrthantRule, ThresholdRule, best_f1_threshold, orthant_classifier
 from .crossval import _targets
 from .embed import PCAEmbedding, fit_pca
-from .metrics import Interval, SeedScores, bootstrap_f1_difference, bootstrap_seed_scores, label_good
+from .metrics import (Interval, SeedScores, bootstrap, bootstrap_f1_difference, bootstrap_gap_to_best,
+                      bootstrap_seed_scores, label_good, prf1, trivial_f1)
 from .model import AeLLEFit
 from .splits import NetworkSplit, split_by_network
 from .zoodata import ZooSpectra
@@ -95,6 +96,26 @@ class Pretrained:
         pick = lambda c: self.orthant_predictions(c, stage) if isinstance(c, int) else self.predictions(c, stage)  # noqa: E731
         return bootstrap_f1_difference(pick(a), pick(b), self.good[rows], self.data.network[rows], n_draws=n_draws,
                                        seed=seed)
+
+    def gap_to_best(self, a, comparators: Sequence[str], stage: str, *, n_draws: int = 1000,
+                    seed: int = 0) -> tuple[Interval, dict[str, float]]:
+        """F1 of ``a`` minus the best of ``comparators`` at ``stage``, the best chosen again in every
+        bootstrap draw (:func:`~lyapbook.aelle.metrics.bootstrap_gap_to_best`)."""
+        rows = self.test_rows(stage)
+        return bootstrap_gap_to_best(self.predictions(a, stage), {c: self.predictions(c, stage) for c in comparators},
+                                     self.good[rows], self.data.network[rows], n_draws=n_draws, seed=seed)
+
+    def over_trivial(self, name: str, stage: str, *, n_draws: int = 1000, seed: int = 0) -> Interval:
+        """Seed-averaged F1 of ``name`` at ``stage`` minus the F1 of calling every network accurate
+        (:func:`~lyapbook.aelle.metrics.trivial_f1`, the fallback of a best-F1 threshold), networks resampled."""
+        rows = self.test_rows(stage)
+        predicted, good = self.predictions(name, stage), self.good[rows]
+
+        def gap(r):
+            return np.mean([prf1(p[r], good[r]).f1 for p in predicted]) - trivial_f1(good[r])
+
+        interval, _ = bootstrap(gap, len(rows), self.data.network[rows], n_draws=n_draws, seed=seed)
+        return interval
 
     def table(self, names: Sequence[str] = ("mean LE", "max LE", "LE PCA", "AeLLE", "loss"), *, n_draws: int = 1000,
               seed: int = 0) -> pd.DataFrame:

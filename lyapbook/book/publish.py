@@ -3,8 +3,9 @@
 Under the book runner (``python -m lyapbook.book``) each item is saved to the build folder
 (PNG for figures, CSV for tables), recorded for the manifest, and glued as a MyST block with
 its caption and its ID in ``lyapbook/book/inventory.yml`` as label, so that the chapter's prose
-places it with ``{glue:md}`` and refers to it with ``{numref}``. :func:`verdict` records how an
-item compares with the dissertation, for the reproduction scorecard. Run interactively
+places it with ``{glue:md}`` and refers to it with ``{numref}``. :func:`record_verdict` stores
+the verdicts that :func:`lyapbook.book.verdicts.judge` reaches, for the reproduction scorecard.
+Run interactively
 (Jupyter, Colab, papermill, nbval), the same calls simply show the figure or table and write
 nothing.
 """
@@ -12,7 +13,6 @@ nothing.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -21,17 +21,13 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-__all__ = [
-    "BookContext", "VERDICTS", "context", "figure", "table", "show_table", "value", "verdict",
-    "judge_value", "judge_sign",
-]
+__all__ = ["BookContext", "context", "figure", "table", "show_table", "value", "words", "record_verdict"]
 
 OUTPUT_DIR_ENV = "LYAPBOOK_OUTPUT_DIR"
 CHAPTER_ENV = "LYAPBOOK_CHAPTER"
 PROFILE_ENV = "LYAPBOOK_PROFILE"
 MISSING_CELL = re.compile(r"(?<=\|)(\s*)(?:nan|None|<NA>)(\s*)(?=\|)")  # a table cell holding only a missing value
 ITEM_ID = re.compile(r"^(fig|tab|eq)-[0-9]+-[0-9a-z]+$")
-VERDICTS = ("reproduced", "within noise", "weakened", "contradicted", "not testable at this scale")
 SCROLL_CLASS = "lyapbook-scroll"  # a table that may scroll sideways, with a visible scroll bar
 
 
@@ -178,87 +174,15 @@ def words(name: str, text: str) -> str:
     return text
 
 
-def verdict(
-    item_id: str,
-    *,
-    claim: str,
-    paper: str,
-    ours: str,
-    verdict: str,
-    interval: tuple[float, float] | None = None,
-) -> dict:
-    """Record how item ``item_id`` compares with the dissertation, for the scorecard page.
-
-    ``claim``: what the dissertation concludes (our words); ``paper``: its number; ``ours``: the
-    number this run measured; ``verdict``: one of :data:`VERDICTS`, decided by the chapter's
-    code from the numbers (never typed); ``interval``: a 95% interval for ``ours`` where there
-    is one. An item may carry several claims: call once per claim. Under the runner the record
-    goes to the manifest; the scorecard page is built from it. Returns the record.
-    """
-    if not ITEM_ID.match(item_id):
-        raise ValueError(f"item_id must be an ID of lyapbook/book/inventory.yml such as 'fig-1-2', got {item_id!r}")
-    from .inventory import load_inventory
-
-    if item_id not in load_inventory():
-        raise ValueError(f"item_id {item_id!r} is not listed in lyapbook/book/inventory.yml: add it there first")
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {', '.join(repr(v) for v in VERDICTS)}, got {verdict!r}")
-    for name, text in (("claim", claim), ("paper", paper), ("ours", ours)):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{name} must be a non-empty string saying what was compared, got {text!r}")
-    if interval is not None:
-        low, high = (float(x) for x in interval)
-        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-            raise ValueError(f"interval must be (low, high) with finite low <= high, got {interval!r}")
-        interval = (low, high)
-    record = {
-        "claim": " ".join(claim.split()), "paper": " ".join(paper.split()), "ours": " ".join(ours.split()),
-        "verdict": verdict, "interval": list(interval) if interval else None,
-    }
+def record_verdict(record: dict) -> None:
+    """Write one verdict record (from :func:`lyapbook.book.verdicts.judge`) for the manifest and the
+    scorecard; outside the book runner nothing is written. A claim recorded again replaces itself."""
     ctx = context()
-    if ctx.in_book:
-        folder = ctx.output_dir / "records" / (ctx.chapter or "unknown") / "verdicts"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{item_id}.json"
-        claims = json.loads(path.read_text()) if path.is_file() else []
-        claims = [c for c in claims if c["claim"] != record["claim"]] + [record]
-        path.write_text(json.dumps(claims, indent=1))
-    return record
-
-
-def judge_value(
-    ours: float, paper: float, *, tolerance: float, interval: tuple[float, float] | None = None,
-    testable: bool = True,
-) -> str:
-    """The verdict on a number: ``ours`` against the dissertation's (or a reference's) ``paper``.
-
-    "reproduced" when they differ by at most ``tolerance`` (say why in the chapter); "within
-    noise" when they differ by more but ``paper`` lies inside our 95% ``interval``;
-    "contradicted" otherwise; "not testable at this scale" when ``testable`` is false (the run
-    is too short or too small to decide, e.g. the ``ci`` profile).
-    """
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    if not testable:
-        return "not testable at this scale"
-    if abs(float(ours) - float(paper)) <= tolerance:
-        return "reproduced"
-    if interval is not None and interval[0] <= paper <= interval[1]:
-        return "within noise"
-    return "contradicted"
-
-
-def judge_sign(interval: tuple[float, float], expected: int, *, testable: bool = True) -> str:
-    """The verdict on a claimed sign (``expected`` = +1 or -1) from our 95% ``interval``.
-
-    "reproduced" when the whole interval has the expected sign, "contradicted" when it all has
-    the other, and "not testable at this scale" when it straddles zero or ``testable`` is false.
-    """
-    if expected not in (1, -1):
-        raise ValueError(f"expected must be +1 or -1, got {expected!r}")
-    low, high = (float(x) for x in interval)
-    if low > high:
-        raise ValueError(f"interval must be (low, high) with low <= high, got {interval!r}")
-    if not testable or low <= 0.0 <= high:
-        return "not testable at this scale"
-    return "reproduced" if (low > 0) == (expected > 0) else "contradicted"
+    if not ctx.in_book:
+        return
+    folder = ctx.output_dir / "records" / (ctx.chapter or "unknown") / "verdicts"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['item']}.json"
+    claims = json.loads(path.read_text()) if path.is_file() else []
+    claims = [c for c in claims if (c["claim"], c["scale"]) != (record["claim"], record["scale"])] + [record]
+    path.write_text(json.dumps(claims, indent=1))
