@@ -165,16 +165,26 @@ def partial_rank_correlation(x, y, covariates, level: float = 0.95) -> tuple[flo
 
 
 def bootstrap_interval(n_rows: int, statistic, *, draws: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float, float]:
+                       level: float = 0.95, strata=None) -> tuple[float, float, float]:
     """(estimate, low, high): ``statistic(rows)`` on all rows and its percentile bootstrap interval.
 
     ``statistic`` receives an integer index array into the n_rows units being resampled (networks,
     sequences), with repeats, and returns a number; draws where it is not finite are left out.
+    ``strata``: (n_rows,) labels (e.g. which network an image was read by); each draw then resamples
+    the rows of every stratum within it, so each stratum keeps its size.
     """
     if n_rows < 2:
         raise ValueError(f"n_rows must be at least 2 to resample, got {n_rows}")
     rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n_rows, n_rows)) for _ in range(draws)], dtype=float)
+    if strata is None:
+        resample = lambda: rng.integers(0, n_rows, n_rows)  # noqa: E731
+    else:
+        labels = np.asarray(strata)
+        if labels.shape != (n_rows,):
+            raise ValueError(f"strata must hold one label per row, ({n_rows},), got shape {labels.shape}")
+        groups = [np.flatnonzero(labels == g) for g in np.unique(labels)]
+        resample = lambda: np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])  # noqa: E731
+    values = np.array([statistic(resample()) for _ in range(draws)], dtype=float)
     values = values[np.isfinite(values)]
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(values, [tail, 100 - tail]) if values.size else (np.nan, np.nan)

@@ -171,3 +171,47 @@ def test_paper_timing_refuses_bad_arguments():
     with pytest.raises(ValueError, match="steps must be a positive int"):
         ftle.paper_seconds_per_step(setup, steps=0)
     assert np.isfinite(ftle.paper_seconds_per_step(setup, steps=1, length_fraction=0.01))
+
+
+def test_pixel_networks_train_alike_alone_or_in_a_group():
+    setup = ftle.pixelwise_setup(hidden=5, max_steps=6, patience=None, eval_every=3)
+    alone = ftle.train_seeds(setup, [1], cache=False)[0]
+    group = ftle.train_seeds(setup, [0, 1, 2], cache=False)
+    assert [run.setup.seed for run in group] == [0, 1, 2]
+    for name, value in alone.states[6].items():  # the same arithmetic, batched: equal to rounding
+        assert torch.allclose(value, group[1].states[6][name], rtol=0, atol=1e-12), name
+    assert not torch.equal(group[0].states[6]["core.weight_hh_l0"], group[1].states[6]["core.weight_hh_l0"])
+    for run in group:
+        assert torch.equal(run.states[6]["core.bias_hh_l0"], torch.zeros(5))  # held at zero
+    with pytest.raises(ValueError, match="distinct ints"):
+        ftle.train_seeds(setup, [0, 0], cache=False)
+
+
+def test_a_plateau_keeps_the_best_weights():
+    setup = ftle.pixelwise_setup(hidden=5, max_steps=40, patience=2, eval_every=2, lr=0.02)
+    run = ftle.train_seeds(setup, [0], cache=False)[0]
+    best = int(np.argmax(run.val_accuracy))  # the first best: later ties are no improvement
+    assert run.final_step == run.best_step == int(run.val_steps[best])
+    assert run.final_accuracy == run.val_accuracy.max()
+    stopped_early = run.steps_run < setup.steps
+    assert not stopped_early or run.steps_run == run.best_step + 2 * setup.eval_every
+    with pytest.raises(ValueError, match="patience must be a positive int"):
+        ftle.pixelwise_setup(hidden=5, max_steps=4, patience=0)
+
+
+@pytest.mark.parametrize("profile", ["ci", "teaching", "paper"])
+def test_pages_that_share_a_network_ask_for_the_same_one(profile):
+    from lyapbook.book.chapters import book_root, discover
+    from lyapbook.book.profiles import load_profiles, resolve_parameters
+
+    root = book_root()
+    pages = {c.stem[:3]: resolve_parameters(c, profile, load_profiles(root)) for c in discover(root)
+             if c.stem.startswith("04")}
+    rows = ("seeds", "dataset", "hidden", "train_steps", "pr_checkpoints", "recurrent_gain", "batch_size", "lr",
+            "sequences")
+    assert {n: pages["04a"][n] for n in rows} == {n: pages["04c"][n] for n in rows}
+    pixels = {"seeds": "pixel_seeds", "hidden": "pixel_hidden", "max_steps": "max_steps", "patience": "patience",
+              "eval_every": "eval_every", "target_accuracy": "target_accuracy", "lr": "pixel_lr",
+              "batch_size": "pixel_batch_size", "images": "images", "draws": "draws", "example_k": "example_k",
+              "dataset": "dataset"}
+    assert {n: pages["04b"][n] for n in pixels} == {n: pages["04c"][m] for n, m in pixels.items()}

@@ -49,6 +49,19 @@ ODD = [
 ]
 
 
+def test_interval_words_follow_the_interval_and_lists_read_naturally():
+    words = dict(above="above", below="below", includes="holds")
+    assert prose.by_interval(0.1, 0.5, **words) == "above"
+    assert prose.by_interval(-0.5, -0.1, **words) == "below"
+    assert prose.by_interval(-0.1, 0.5, **words) == "holds"
+    assert prose.by_interval(0.0, 0.5, **words) == "holds"  # touching the null is not excluding it
+    assert prose.by_interval(0.7, 0.9, null=0.6, **words) == "above"
+    with pytest.raises(ValueError, match="low must not exceed high"):
+        prose.by_interval(1.0, 0.0, **words)
+    assert [prose.listing(items) for items in ([], [4], [4, 5], [4, 5, 6])] == ["none", "4", "4 and 5", "4, 5 and 6"]
+    assert prose.listing([], empty="no k") == "no k"
+
+
 def test_the_built_book_holds_no_sentence_written_for_one_outcome():
     pages = sorted((ROOT / "_build" / "ci" / "_build" / "html" / "chapters").glob("*.html"))
     if not pages:

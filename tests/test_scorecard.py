@@ -25,12 +25,19 @@ def test_the_inventory_lists_the_dissertations_53_items_once_each():
 
 def test_every_item_a_chapter_publishes_or_judges_is_in_the_inventory():
     inventory = load_inventory()
+    published = re.compile(r'"((?:fig|tab|eq)-[0-9]+-[0-9a-z]+)"')
     for chapter in discover(ROOT):
         text = chapter.source.read_text()
-        named = set(re.findall(r'book\.(?:figure|table)\(\s*\w+,\s*"([a-z0-9-]+)"', text))
-        named |= set(re.findall(r'book\.verdict\(\s*"([a-z0-9-]+)"', text))
-        missing = sorted(item for item in named if item not in inventory)
+        # the first item ID among the arguments of each book.figure / book.table call
+        named = {published.search(text, call.end()).group(1)
+                 for call in re.finditer(r"book\.(?:figure|table)\(", text)}
+        named |= set(re.findall(r'book\.judge\(\s*"([a-z0-9-]+)"', text))
+        missing = sorted(item for item in named if not inventory.publishes(item))
         assert not missing, f"{chapter.stem} names items missing from inventory.yml: {missing}"
+        judged_own = sorted(item for item in named if item not in inventory and inventory.publishes(item)
+                            and f'book.judge("{item}"' in text)
+        assert not judged_own, f"{chapter.stem} judges claims on the book's own items: {judged_own}"
+    assert {"tab-2-relations", "tab-4-controls", "fig-4-transient"} <= {b.id for b in inventory.book_items}
 
 
 def test_judge_refuses_bad_input_naming_the_argument():
@@ -94,6 +101,35 @@ def test_reasons_give_the_two_verdicts_without_numbers_and_one_claim_one_verdict
         verdicts.judge("fig-1-2", "chaos-28", quantity="lambda_1", estimate=0.1, interval=(-0.1, 0.3))
     exact = verdicts.judge("fig-1-2", "chaos-16", quantity="eigenvalue", estimate=-0.3, interval=(-0.3, -0.3))
     assert exact.scale == "exact" and exact.verdict == "contradicted"
+
+
+def test_a_positive_control_that_finds_nothing_makes_the_claim_untestable(monkeypatch):
+    monkeypatch.setattr(verdicts, "_RECORDED", {})
+    found = verdicts.judge("tab-4-1", "k100", quantity="delta", estimate=0.1, interval=(-0.3, 0.5),
+                           control="saliency", control_interval=(0.4, 2.0), scale="teaching")
+    assert found.verdict == "not reproduced at this scale"
+    assert found.control.startswith("positive control, saliency: [0.4, 2], the effect found")
+    assert "is excluded by the interval" in found.control  # the power statement is kept beside it
+    monkeypatch.setattr(verdicts, "_RECORDED", {})
+    blind = verdicts.judge("tab-4-1", "k100", quantity="delta", estimate=0.1, interval=(-0.3, 0.5),
+                           control="saliency", control_interval=(-0.2, 0.9), scale="teaching")
+    assert blind.verdict == "not testable here" and "finds no effect either" in blind.reason
+    assert blind.interval == (-0.3, 0.5)  # the estimate stays on the record
+    with pytest.raises(ValueError, match="control_interval needs a control"):
+        verdicts.judge("tab-4-1", "k100", quantity="delta", estimate=0.1, interval=(-0.3, 0.5),
+                       control_interval=(0.4, 2.0), scale="paper")
+
+
+def test_a_page_reads_the_verdict_another_page_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(verdicts, "_RECORDED", {})
+    monkeypatch.setenv(publish.OUTPUT_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(publish.CHAPTER_ENV, "04b_demo")
+    monkeypatch.setenv(publish.PROFILE_ENV, "teaching")
+    verdicts.judge("fig-4-4", "r-flips-hurt-range", quantity="delta", estimate=-0.2, interval=(-0.5, 0.1))
+    record = verdicts.recorded("04b_demo", "fig-4-4", "r-flips-hurt-range")
+    assert record.verdict == "not reproduced at this scale" and record.interval == (-0.5, 0.1)
+    assert verdicts.recorded("04b_demo", "fig-4-4", "nothing") is None
+    assert verdicts.recorded("04z_absent", "fig-4-4", "r-flips-hurt-range") is None
 
 
 def test_verdicts_are_recorded_per_claim_under_the_runner(tmp_path, monkeypatch):

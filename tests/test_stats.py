@@ -99,3 +99,18 @@ def test_relations_table_agrees_with_the_single_functions():
     assert table.loc[1, "partial r"] == pytest.approx(stats.partial_correlation(frame.b, frame.loss, frame.lr)[0])
     # b only goes with the loss through lr: strong raw correlation, weak partial one.
     assert table.loc[1, "r"] < -0.5 and abs(table.loc[1, "partial r"]) < 0.3 < table.loc[0, "partial r"]
+
+
+def test_a_stratified_bootstrap_keeps_each_stratum_whole():
+    strata = np.array([0, 0, 0, 1, 1, 2])
+    seen = []
+
+    def statistic(rows):
+        seen.append(np.bincount(strata[rows], minlength=3))
+        return float(rows.mean())
+
+    estimate, low, high = stats.bootstrap_interval(6, statistic, draws=50, seed=0, strata=strata)
+    assert all((counts == [3, 2, 1]).all() for counts in seen)
+    assert estimate == pytest.approx(2.5) and low <= high
+    with pytest.raises(ValueError, match="one label per row"):
+        stats.bootstrap_interval(6, statistic, strata=[0, 1])

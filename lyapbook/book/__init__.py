@@ -6,9 +6,9 @@ state the values the test suite compares with their golden records (:func:`check
 
 from .golden import checks
 from .publish import context, figure, show_table, table, value, words
-from .verdicts import RULES, VERDICTS, judge, show_verdicts, verdict_table
+from .verdicts import RULES, VERDICTS, judge, recorded, show_verdicts, verdict_table
 
 __all__ = [
-    "RULES", "VERDICTS", "checks", "context", "figure", "judge", "show_table", "show_verdicts", "table", "value",
+    "RULES", "VERDICTS", "checks", "context", "figure", "judge", "recorded", "show_table", "show_verdicts", "table", "value",
     "verdict_table", "words",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["INVENTORY_FILE", "Claim", "InventoryItem", "Inventory", "load_inventory"]
+__all__ = ["INVENTORY_FILE", "BookItem", "Claim", "InventoryItem", "Inventory", "load_inventory"]
 
 INVENTORY_FILE = Path(__file__).with_name("inventory.yml")
 FIELDS = ("id", "chapter", "what", "claim", "paper", "default")
@@ -51,9 +51,23 @@ class InventoryItem:
 
 
 @dataclass(frozen=True)
+class BookItem:
+    """A figure or table the book adds, with no counterpart in the dissertation (judges no claim)."""
+
+    id: str
+    chapter: int
+    what: str
+
+
+@dataclass(frozen=True)
 class Inventory:
     chapters: dict[int, str]  # dissertation chapter -> title
     items: tuple[InventoryItem, ...]
+    book_items: tuple[BookItem, ...] = ()
+
+    def publishes(self, item_id: str) -> bool:
+        """Whether a chapter may publish ``item_id``: a dissertation item or one the book adds."""
+        return item_id in self or any(item.id == item_id for item in self.book_items)
 
     def __contains__(self, item_id: str) -> bool:
         return any(item.id == item_id for item in self.items)
@@ -115,4 +129,12 @@ def load_inventory(path: Path = INVENTORY_FILE) -> Inventory:
         if len(set(keys)) != len(keys):
             raise ValueError(f"{path}: item {raw['id']} lists a claim key twice: {keys}")
         items.append(InventoryItem(**{name: raw[name] for name in FIELDS}, claims=claims))
-    return Inventory(chapters=chapters, items=tuple(items))
+    book_items = []
+    for raw in data.get("book_items") or []:
+        if not raw.get("id") or not raw.get("what") or raw.get("chapter") not in chapters:
+            raise ValueError(f"{path}: a book item needs id, chapter (one of {sorted(chapters)}) and what; got {raw}")
+        if raw["id"] in seen:
+            raise ValueError(f"{path}: item {raw['id']} is listed twice")
+        seen.add(raw["id"])
+        book_items.append(BookItem(id=raw["id"], chapter=raw["chapter"], what=" ".join(str(raw["what"]).split())))
+    return Inventory(chapters=chapters, items=tuple(items), book_items=tuple(book_items))

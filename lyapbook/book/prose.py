@@ -8,7 +8,7 @@ a comparison) and is tested with the inputs flipped (``tests/test_prose.py``).
 
 from __future__ import annotations
 
-__all__ = ["count_of", "share_of", "compare", "sign_word"]
+__all__ = ["by_interval", "count_of", "listing", "share_of", "compare", "sign_word"]
 
 
 def _plural(noun: str, plural: str | None) -> str:
@@ -63,3 +63,26 @@ def sign_word(value: float, positive: str, negative: str, zero: str | None = Non
     if zero is not None and abs(float(value)) <= noise:
         return zero
     return positive if value > 0 else negative
+
+
+def by_interval(low: float, high: float, *, above: str, below: str, includes: str, null: float = 0.0) -> str:
+    """The words for where a 95 % interval lies against ``null``: ``above`` it, ``below`` it, or
+    ``includes`` it (the interval holds the null, or touches it)."""
+    low, high = float(low), float(high)
+    if not low <= high:
+        raise ValueError(f"by_interval: low must not exceed high, got [{low}, {high}]")
+    if low > null:
+        return above
+    if high < null:
+        return below
+    return includes
+
+
+def listing(items, *, empty: str = "none", conjunction: str = "and") -> str:
+    """Items in words: "none", "a", "a and b", "a, b and c"."""
+    items = [str(item) for item in items]
+    if not items:
+        return empty
+    if len(items) == 1:
+        return items[0]
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"

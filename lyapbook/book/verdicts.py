@@ -32,7 +32,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["VERDICTS", "RULES", "SCALES", "Verdict", "decide", "judge", "verdict_table", "show_verdicts"]
+__all__ = ["VERDICTS", "RULES", "SCALES", "Verdict", "decide", "judge", "recorded", "verdict_table", "show_verdicts"]
 
 VERDICTS = ("reproduced", "reproduced, smaller", "reproduced, larger", "not reproduced at this scale",
             "contradicted", "not testable here", "illustration")
@@ -150,7 +150,8 @@ _RECORDED: dict[tuple[str, str, str], Verdict] = {}
 def judge(item: str, claim: str, *, quantity: str, estimate: float | None = None,
           interval: tuple[float, float] | None = None, n: int | None = None, unit: str | None = None,
           paper_value: float | None = None, matches_setting: bool = False, control: str | None = None,
-          not_testable: str | None = None, illustration: str | None = None, scale: str | None = None) -> Verdict:
+          control_interval: tuple[float, float] | None = None, not_testable: str | None = None,
+          illustration: str | None = None, scale: str | None = None) -> Verdict:
     """Judge ``claim`` (a key of ``item``'s claims in the inventory) from our ``estimate`` of ``quantity``
     and its 95 % ``interval``, by the rules of this module; record the verdict for the scorecard.
 
@@ -163,7 +164,11 @@ def judge(item: str, claim: str, *, quantity: str, estimate: float | None = None
             otherwise the claim's ``value`` in the inventory.
         matches_setting: our setting matches the claim's (size, data, training), so an effect
             in the opposite direction contradicts it.
-        control: the positive control that shows the test can find an effect (or None).
+        control: the positive control that shows the test can find an effect (or None); the record
+            keeps it together with the power statement, if the rule makes one.
+        control_interval: the positive control's own 95 % interval, for the same quantity on a case
+            where the effect is known to exist. If it does not exclude the claim's null in the
+            claim's direction, the test has shown no power and the verdict is "not testable here".
         not_testable, illustration: the reason, when the data cannot answer or the item is true
             by construction; no estimate is needed then.
         scale: ``"exact"`` for mathematics, ``"published"`` for the authors' own data; by default
@@ -185,9 +190,21 @@ def judge(item: str, claim: str, *, quantity: str, estimate: float | None = None
     if spec.value is not None and paper_value is not None and not math.isclose(spec.value, paper_value, rel_tol=1e-9):
         raise ValueError(f"{item}/{claim}: paper_value {paper_value} contradicts the inventory's value {spec.value}")
     paper_value = spec.value if paper_value is None else float(paper_value)
-    reason = not_testable or illustration
     if not_testable and illustration:
         raise ValueError("give not_testable or illustration, not both")
+    if control_interval is not None and not not_testable and not illustration:
+        if not control or spec.null is None or spec.direction is None:
+            raise ValueError(f"{item}/{claim}: control_interval needs a control (what it is) and a claim with a null "
+                             "and a direction")
+        low, high = _interval(control_interval)
+        found = _side(low, high, spec.null, spec.direction) == 1
+        span = f"[{_fmt(low)}, {_fmt(high)}]"
+        if found:
+            control = f"positive control, {control}: {span}, the effect found"
+        else:
+            not_testable = (f"the positive control ({control}) finds no effect either: {span} does not lie "
+                            f"{'above' if spec.direction > 0 else 'below'} {_fmt(spec.null)}, so the test shows no power here")
+    reason = not_testable or illustration
     if reason:
         verdict, why, power = ("not testable here" if not_testable else "illustration"), reason, None
         interval = None if interval is None else _interval(interval)
@@ -203,7 +220,7 @@ def judge(item: str, claim: str, *, quantity: str, estimate: float | None = None
                      estimate=None if estimate is None else float(estimate), interval=interval, null=spec.null,
                      direction=spec.direction, paper=spec.paper, paper_value=paper_value, scale=scale,
                      n=None if n is None else int(n), unit=unit, verdict=verdict, why=why,
-                     control=control or power, reason=reason)
+                     control="; ".join(filter(None, (control, power))) or None, reason=reason)
     key = (item, claim, scale)
     previous = _RECORDED.get(key)
     if previous is not None and previous.verdict != record.verdict:
@@ -252,3 +269,18 @@ def load_records(path) -> list[Verdict]:
     """Verdict records from a JSON list (as the runner writes them)."""
     return [Verdict(**{**r, "interval": tuple(r["interval"]) if r.get("interval") else None})
             for r in json.loads(open(path).read())]
+
+
+def recorded(page: str, item: str, claim: str) -> Verdict | None:
+    """The verdict another page of this build recorded for ``item``/``claim`` (None when that page has
+    not run in this build, or outside the book runner), so that a summary can follow it."""
+    from .publish import context
+
+    ctx = context()
+    if not ctx.in_book:
+        return None
+    path = ctx.output_dir / "records" / page / "verdicts" / f"{item}.json"
+    if not path.is_file():
+        return None
+    matching = [r for r in load_records(path) if r.claim == claim]
+    return matching[-1] if matching else None

@@ -6,6 +6,13 @@ the signed cosine between Q vector i and right singular vector j of Delta V_t, b
 h_{t-1} space. Q_t is the frame after the QR step of step t, Delta V_t the gradient of the
 prediction after t inputs: the same step index t pairs them.
 
+**The rank bound.** Delta V_t = sum_{r<=t} diag(phi'(a_r)) grad_{h_r} L_t h_{r-1}^T is a sum of t
+outer products, so its rank is at most min(t, N): at step t only the first min(t, N) right
+singular vectors span its row space (the span of h_0 ... h_{t-1} it acts on); the others are an
+arbitrary orthonormal basis of the null space, chosen by the SVD routine. Give
+``singular_vector_index(..., steps=T)`` to select singular vectors counted inside the range at
+every step (the masked entries are NaN and every statistic here leaves them out).
+
 Layout: the engine returns Q as (batch, T, N, k); Delta V and its SVD are (T, batch, ...). Give
 :func:`alignment` the same leading axes, e.g. ``alignment(q.transpose(0, 1), svd.vh)`` for
 A (T, batch, k, N). Index sets follow spec §3.5: ten first, ten last and ten random Q vectors
@@ -21,7 +28,7 @@ import torch
 
 __all__ = [
     "AlignmentDistribution", "AlignmentStdMap", "QIndexSets", "alignment", "alignment_distribution", "alignment_std_map",
-    "q_index_sets", "singular_vector_index",
+    "nan_std", "q_index_sets", "range_rank", "singular_vector_index",
 ]
 
 
@@ -80,15 +87,54 @@ def q_index_sets(n: int, size: int = 10, *, exclude: int | None = None, seed: in
     return QIndexSets(first=torch.arange(size), last=torch.arange(n - size, n), random=random.sort().values)
 
 
-def singular_vector_index(n: int, count: int = 5, which: str = "first") -> torch.Tensor:
-    """0-based indices of the ``count`` largest (``"first"``, Fig. 4.1) or smallest (``"last"``, Fig. C2) singular vectors."""
+def range_rank(steps: int, n: int) -> torch.Tensor:
+    """(T,) min(t, N) for t = 1 ... T: the bound on the rank of Delta V_t (a sum of t outer products)."""
+    return torch.arange(1, steps + 1).clamp_max(n)
+
+
+def singular_vector_index(n: int, count: int = 5, which: str = "first", *, steps: int | None = None) -> torch.Tensor:
+    """0-based indices of the ``count`` largest (``"first"``, Fig. 4.1) or smallest (``"last"``, Fig. C2) singular vectors.
+
+    With ``steps=T`` the indices are counted inside the range of Delta V_t at every step (see the
+    rank bound above): (T, count), ``"first"`` the leading ``count`` of the min(t, N) range vectors,
+    ``"last"`` the trailing ``count`` of them, -1 where fewer exist (masked). Without it, (count,)
+    fixed indices as the dissertation used them, null-space vectors included.
+    """
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= n:
         raise ValueError(f"count must be an int in [1, {n}], got {count!r}")
-    if which == "first":
-        return torch.arange(count)
-    if which == "last":
-        return torch.arange(n - count, n)
-    raise ValueError(f"which must be 'first' or 'last', got {which!r}")
+    if which not in ("first", "last"):
+        raise ValueError(f"which must be 'first' or 'last', got {which!r}")
+    if steps is None:
+        return torch.arange(count) if which == "first" else torch.arange(n - count, n)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int (the sequence length T), got {steps!r}")
+    rank = range_rank(steps, n)[:, None]  # (T, 1)
+    slots = torch.arange(count)[None, :]
+    index = slots if which == "first" else rank - count + slots
+    return torch.where((index >= 0) & (index < rank), index, torch.full_like(index, -1))
+
+
+def _select(alignments: torch.Tensor, sv_index: torch.Tensor) -> torch.Tensor:
+    """alignments (T, batch, k, S) -> (T, batch, k, count) at ``sv_index`` ((count,) or (T, count), -1 = NaN)."""
+    sv_index = torch.as_tensor(sv_index)
+    if sv_index.ndim == 1:
+        return alignments[..., sv_index]
+    steps, batch, k, _ = alignments.shape
+    index = sv_index.clamp_min(0).to(alignments.device)[:, None, None, :].expand(steps, batch, k, -1)
+    values = alignments.gather(-1, index)
+    return values.masked_fill((sv_index < 0).to(alignments.device)[:, None, None, :], float("nan"))
+
+
+def nan_std(values: torch.Tensor, dim=None) -> torch.Tensor:
+    """Unbiased standard deviation leaving NaN entries out (NaN where fewer than 2 remain); ``dim`` None: all."""
+    if dim is None:
+        kept = values[~torch.isnan(values)]
+        return kept.std() if kept.numel() >= 2 else values.new_tensor(float("nan"))
+    present = ~torch.isnan(values)
+    count = present.sum(dim=dim)
+    mean = torch.where(present, values, 0).sum(dim=dim, keepdim=True) / present.sum(dim=dim, keepdim=True).clamp_min(1)
+    square = torch.where(present, (values - mean) ** 2, 0).sum(dim=dim)
+    return torch.where(count >= 2, (square / (count - 1).clamp_min(1)).sqrt(), float("nan"))
 
 
 def _check_alignment(a: torch.Tensor, *indices: tuple[str, torch.Tensor, int]) -> None:
@@ -97,9 +143,14 @@ def _check_alignment(a: torch.Tensor, *indices: tuple[str, torch.Tensor, int]) -
                          f"{getattr(a, 'shape', type(a).__name__)}")
     for name, index, axis in indices:
         index = torch.as_tensor(index)
-        if index.ndim != 1 or index.numel() == 0 or index.is_floating_point():
+        per_step = axis == 3 and index.ndim == 2
+        if per_step and index.shape[0] != a.shape[0]:
+            raise ValueError(f"{name}: a per-step index must have one row per step, ({a.shape[0]}, count), "
+                             f"got {tuple(index.shape)}")
+        if not (index.ndim == 1 or per_step) or index.numel() == 0 or index.is_floating_point():
             raise ValueError(f"{name} must be a non-empty 1-D integer index, got {tuple(index.shape)} {index.dtype}")
-        if bool(((index < 0) | (index >= a.shape[axis])).any()):
+        low = -1 if per_step else 0
+        if bool(((index < low) | (index >= a.shape[axis])).any()):
             raise ValueError(f"{name} holds indices outside [0, {a.shape[axis] - 1}]")
 
 
@@ -108,7 +159,7 @@ class AlignmentDistribution:
     """Alignments of a set of Q vectors with a set of singular vectors, pooled over steps and sequences.
 
     Attributes:
-        values: (T, batch, n_q, n_sv) the selected entries of A (raw material).
+        values: (T, batch, n_q, n_sv) the selected entries of A (raw material; NaN where masked).
         std: standard deviation of all values pooled (unbiased): the number of Fig. 4.1's panels.
         mean_of_stds: the original code's number: for each step and singular vector the std over
             (sequences x Q vectors), then the mean over steps and singular vectors.
@@ -123,6 +174,10 @@ class AlignmentDistribution:
     counts: torch.Tensor
     edges: torch.Tensor
 
+    def std_over(self, rows) -> float:
+        """The pooled std over the sequences ``rows`` (an index into the batch axis, repeats allowed)."""
+        return float(nan_std(self.values[:, torch.as_tensor(rows)]))
+
 
 def alignment_distribution(alignments: torch.Tensor, q_index: torch.Tensor, sv_index: torch.Tensor,
                            bins: int = 100) -> AlignmentDistribution:
@@ -131,18 +186,20 @@ def alignment_distribution(alignments: torch.Tensor, q_index: torch.Tensor, sv_i
     Args:
         alignments: (T, batch, k, S) from :func:`alignment`.
         q_index: 1-D indices of Q vectors (a set of :func:`q_index_sets`).
-        sv_index: 1-D indices of singular vectors (:func:`singular_vector_index`).
+        sv_index: indices of singular vectors (:func:`singular_vector_index`): (count,) fixed, or
+            (T, count) per step with -1 where masked.
         bins: histogram bins on [-1, 1].
     """
     _check_alignment(alignments, ("q_index", q_index, 2), ("sv_index", sv_index, 3))
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins must be a positive int, got {bins!r}")
-    values = alignments[:, :, torch.as_tensor(q_index)][:, :, :, torch.as_tensor(sv_index)]
-    per_step = values.permute(0, 3, 1, 2).flatten(2).std(dim=-1)  # (T, n_sv): over sequences x Q vectors
+    values = _select(alignments[:, :, torch.as_tensor(q_index)], sv_index)
+    per_step = nan_std(values.permute(0, 3, 1, 2).flatten(2), dim=-1)  # (T, n_sv): over sequences x Q vectors
     clipped = values.clamp(-1.0, 1.0)  # cosines may overshoot by rounding; histc drops values outside its range
-    counts = torch.stack([torch.histc(clipped[..., j], bins=bins, min=-1.0, max=1.0) for j in range(values.shape[-1])])
+    counts = torch.stack([torch.histc(c[~torch.isnan(c)], bins=bins, min=-1.0, max=1.0) for c in clipped.unbind(-1)])
     return AlignmentDistribution(
-        values=values, std=float(values.std()), mean_of_stds=float(per_step.mean()), counts=counts,
+        values=values, std=float(nan_std(values)), mean_of_stds=float(per_step[~torch.isnan(per_step)].mean()),
+        counts=counts,
         edges=torch.linspace(-1.0, 1.0, bins + 1, dtype=values.dtype),
     )
 
@@ -153,7 +210,7 @@ class AlignmentStdMap:
 
     Attributes:
         std: (T, k) for each step and Q index, the std of the alignments over (sequences x selected
-            singular vectors).
+            singular vectors); NaN where every selected singular vector is masked.
         baseline: the red line: std over all steps, sequences, the random Q vectors and the selected
             singular vectors.
     """
@@ -163,9 +220,10 @@ class AlignmentStdMap:
 
 
 def alignment_std_map(alignments: torch.Tensor, sv_index: torch.Tensor, random_index: torch.Tensor) -> AlignmentStdMap:
-    """Fig. 4.2: std of the alignment with singular vectors ``sv_index`` per (step, Q index), and the random-Q baseline."""
+    """Fig. 4.2: std of the alignment with singular vectors ``sv_index`` ((count,) or (T, count) per
+    step, -1 masked) per (step, Q index), and the random-Q baseline."""
     _check_alignment(alignments, ("sv_index", sv_index, 3), ("random_index", random_index, 2))
-    selected = alignments[..., torch.as_tensor(sv_index)]  # (T, batch, k, n_sv)
-    std = selected.permute(0, 2, 1, 3).flatten(2).std(dim=-1)
-    baseline = float(selected[:, :, torch.as_tensor(random_index)].std())
+    selected = _select(alignments, sv_index)  # (T, batch, k, n_sv)
+    std = nan_std(selected.permute(0, 2, 1, 3).flatten(2), dim=-1)
+    baseline = float(nan_std(selected[:, :, torch.as_tensor(random_index)]))
     return AlignmentStdMap(std=std, baseline=baseline)

@@ -71,7 +71,8 @@ class VanillaRNNSystem(DynamicalSystem):
 
 def qr_factors(rnn: VanillaRNN, x: torch.Tensor, h0: torch.Tensor | None = None, *, orientation: str = "forward",
                k: int | None = None, r_matrices: bool = False, q_vectors: bool = True, q_columns: int | None = None,
-               ftle: bool = True, input_jacobians: bool = False) -> LyapunovResult:
+               ftle: bool = True, input_jacobians: bool = False, warmup: int = 0,
+               q0: str | torch.Tensor = "identity") -> LyapunovResult:
     """The engine's QR recursion along one forward pass of Eq. (4.5): one QR step per input, Q_0 = I.
 
     ``orientation="forward"``: J_t Q_{t-1} = Q_t R_t (Eq. 4.2, the corrected Eq. 4.14);
@@ -84,6 +85,10 @@ def qr_factors(rnn: VanillaRNN, x: torch.Tensor, h0: torch.Tensor | None = None,
         k: Q vectors kept (None: all N, a square Q, which the gradient identities need).
         r_matrices, q_vectors, q_columns, ftle, input_jacobians: what to keep (see
             :func:`lyapbook.lyapunov_spectrum`).
+        warmup: the first ``warmup`` inputs of x move h and Q without being recorded (Algorithm 2's
+            warm-up); the results then cover the T - warmup steps after them.
+        q0: the initial frame: ``"identity"`` (Q_0 = I, the dissertation's) or a tensor
+            (batch, N, k) with orthonormal columns, e.g. a frame that has already settled.
 
     Returns:
         The engine's result: ``q`` (batch, T, N, k), ``r`` (batch, T, k, k), ``log_r`` and
@@ -92,9 +97,9 @@ def qr_factors(rnn: VanillaRNN, x: torch.Tensor, h0: torch.Tensor | None = None,
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation must be 'forward' (J Q, Eq. 4.2) or 'transposed' (J^T Q, Eq. 4.11), got {orientation!r}")
     x, h0 = check_inputs(rnn, x, h0)
-    return lyapunov_spectrum(VanillaRNNSystem(rnn), x, h0, warmup=0, t_on=1, k=k, ftle=ftle, q_vectors=q_vectors,
+    return lyapunov_spectrum(VanillaRNNSystem(rnn), x, h0, warmup=warmup, t_on=1, k=k, ftle=ftle, q_vectors=q_vectors,
                              q_columns=q_columns, r_matrices=r_matrices, input_jacobians=input_jacobians,
-                             q0="identity", orientation=orientation, method="formed")
+                             q0=q0, orientation=orientation, method="formed")
 
 
 @dataclass(frozen=True)

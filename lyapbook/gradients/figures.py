@@ -24,14 +24,19 @@ def alignment_histogram_grid(axes, alignments: Mapping[str, torch.Tensor], q_set
                              set_size: int = 10) -> dict[tuple[str, str], AlignmentDistribution]:
     """Figs. 4.1 and C2: one row per checkpoint (``alignments``: label -> (T, batch, N, N)), one column
     per Q set; histograms of each singular vector's alignments stacked, the pooled std in the corner,
-    dashed lines at +-``baseline`` (1/sqrt(N)).
+    dashed lines at +-``baseline`` (1/sqrt(N)). ``sv_index``: (count,) fixed or (T, count) per step
+    (:func:`~lyapbook.gradients.singular_vector_index`), masked entries left out.
 
     Returns:
         (checkpoint label, set name) -> the :class:`AlignmentDistribution` drawn.
     """
     import matplotlib.pyplot as plt
 
-    colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, len(sv_index)))
+    sv_index = torch.as_tensor(sv_index)
+    count = sv_index.shape[-1]
+    colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, count))
+    # fixed indices are named by their number; per-step ones (counted inside the range) by their slot
+    names = [f"{int(i) + 1}" for i in sv_index] if sv_index.ndim == 1 else [f"{j + 1}" for j in range(count)]
     out = {}
     for r, (row, (label, a)) in enumerate(zip(np.atleast_2d(axes), alignments.items())):
         for c, (ax, (name, index)) in enumerate(zip(row, q_sets.items())):
@@ -40,7 +45,7 @@ def alignment_histogram_grid(axes, alignments: Mapping[str, torch.Tensor], q_set
             bottom = np.zeros(bins)
             for j, counts in enumerate(dist.counts.numpy()):
                 ax.bar(centres, counts, width=2.0 / bins, bottom=bottom, color=colours[j],
-                       label=f"{int(sv_index[j]) + 1}" if r == 0 and c == 0 else None)
+                       label=names[j] if r == 0 and c == 0 else None)
                 bottom += counts
             if baseline is not None:
                 for sign in (-1, 1):

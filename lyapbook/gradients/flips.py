@@ -23,8 +23,8 @@ from .model import VanillaRNN, check_network, final_logits
 from .significance import FlipSignificance, flip_significance
 
 __all__ = [
-    "FlipResult", "ROrdering", "as_sequence", "check_permutation", "flip_experiment", "flip_images", "flipped_probabilities",
-    "r_ordered_positions",
+    "FlipResult", "ROrdering", "as_sequence", "check_permutation", "flip_experiment", "flip_images", "flip_increase",
+    "flipped_probabilities", "order_by_step_scores", "r_ordered_positions",
 ]
 
 
@@ -84,11 +84,27 @@ def r_ordered_positions(log_r: torch.Tensor, n: int = 1, permutation=None) -> RO
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= log_r.shape[-1]:
         raise ValueError(f"n must be an int in [1, {log_r.shape[-1]}] (the number of R values per step), got {n!r}")
     step_scores = log_r[..., :n].mean(dim=-1)
-    inverse = torch.argsort(_reading_order(permutation, log_r.shape[1], log_r.device))
-    position_scores = step_scores[:, inverse]
-    order = torch.argsort(position_scores, dim=-1, descending=True, stable=True)
+    position_scores, order = order_by_step_scores(step_scores, permutation)
     return ROrdering(n=n, step_scores=step_scores, position_scores=position_scores, order=order,
                      sorted_scores=position_scores.gather(-1, order))
+
+
+def order_by_step_scores(step_scores: torch.Tensor, permutation=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map per-step scores back to input positions and order the positions by decreasing score.
+
+    Args:
+        step_scores: (batch, T) a score for each step (one pixel read per step); -inf sends a step last.
+        permutation: (T,) the reading order (step t reads position permutation[t]), or None.
+
+    Returns:
+        (position_scores (batch, P), order (batch, P)): the score of the step that read each position,
+        and the positions by decreasing score (stable on ties: the earlier position first).
+    """
+    if not isinstance(step_scores, torch.Tensor) or step_scores.ndim != 2:
+        raise ValueError(f"step_scores must be a tensor (batch, T), got {getattr(step_scores, 'shape', type(step_scores).__name__)}")
+    inverse = torch.argsort(_reading_order(permutation, step_scores.shape[1], step_scores.device))
+    position_scores = step_scores[:, inverse]
+    return position_scores, torch.argsort(position_scores, dim=-1, descending=True, stable=True)
 
 
 def flip_images(images: torch.Tensor, positions: torch.Tensor, threshold: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,6 +176,40 @@ def _losses(rnn: VanillaRNN, images: torch.Tensor, labels: torch.Tensor, permuta
     return torch.cat(out)
 
 
+def flip_increase(rnn: VanillaRNN, images: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor, *,
+                  permutation=None, base: torch.Tensor | None = None, threshold: float = 1e-3,
+                  batch_size: int = 2048) -> torch.Tensor:
+    """Loss increase of each image when the given positions are flipped (Algorithm 3's damage).
+
+    Args:
+        rnn, images, labels: as :func:`flip_experiment` (images (batch, P) in [0, 1]).
+        positions: (..., batch, k) positions per image (any leading axes, e.g. draws), or (k,) shared.
+        base: (batch,) the loss of the unflipped images, if already known.
+
+    Returns:
+        (..., batch): cross-entropy after the full sequence from h_0 = 0, flipped minus unflipped.
+    """
+    check_network(rnn)
+    if not isinstance(images, torch.Tensor) or images.ndim != 2 or not images.is_floating_point():
+        raise ValueError("images must be a floating-point tensor (batch, P) of flattened images")
+    batch = images.shape[0]
+    images = images.to(rnn.dtype)
+    labels = torch.as_tensor(labels, device=images.device).long()
+    positions = torch.as_tensor(positions, device=images.device)
+    if positions.ndim == 1:
+        positions = positions.expand(batch, -1)
+    if positions.ndim < 2 or positions.shape[-2] != batch:
+        raise ValueError(f"positions must be (..., batch, k) with batch = {batch}, or (k,), got {tuple(positions.shape)}")
+    lead = positions.shape[:-2]
+    flat = positions.reshape(-1, batch, positions.shape[-1])
+    with torch.no_grad():
+        if base is None:
+            base = _losses(rnn, images, labels, permutation, batch_size)
+        flipped = torch.cat([flip_images(images, p, threshold)[0] for p in flat])
+        losses = _losses(rnn, flipped, labels.repeat(flat.shape[0]), permutation, batch_size)
+    return (losses.reshape(flat.shape[0], batch) - base).reshape(*lead, batch)
+
+
 def flip_experiment(rnn: VanillaRNN, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor, ks: Sequence[int], *,
                     permutation=None, draws: int = 50, seed: int = 0, threshold: float = 1e-3, batch_size: int = 2048) -> FlipResult:
     """The flip protocol of spec §3.6: R-guided top-k flips against ``draws`` random sets of k positions.
@@ -210,17 +260,16 @@ def flip_experiment(rnn: VanillaRNN, images: torch.Tensor, labels: torch.Tensor,
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         base = _losses(rnn, images, labels, permutation, batch_size)
-        r_inc, rand_inc, ups, random_sets = [], [], [], []
-        for k in ks:
-            r_flipped, up = flip_images(images, order[:, :k], threshold)
-            chosen = torch.stack([torch.randperm(positions, generator=generator)[:k] for _ in range(draws)]).to(images.device)
-            random_flipped = torch.cat([flip_images(images, chosen[j], threshold)[0] for j in range(draws)])
-            losses = _losses(rnn, torch.cat([r_flipped, random_flipped]), labels.repeat(draws + 1), permutation, batch_size)
-            losses = losses.reshape(draws + 1, batch) - base
-            r_inc.append(losses[0])
-            rand_inc.append(losses[1:])
-            ups.append(up.sum(dim=-1))
-            random_sets.append(chosen)
+    r_inc, rand_inc, ups, random_sets = [], [], [], []
+    for k in ks:
+        chosen = torch.stack([torch.randperm(positions, generator=generator)[:k] for _ in range(draws)]).to(images.device)
+        both = torch.cat([order[None, :, :k], chosen[:, None].expand(-1, batch, -1)])  # (1 + draws, batch, k)
+        increase = flip_increase(rnn, images, labels, both, permutation=permutation, base=base, threshold=threshold,
+                                 batch_size=batch_size)
+        r_inc.append(increase[0])
+        rand_inc.append(increase[1:])
+        ups.append((images.gather(1, order[:, :k]) <= threshold).sum(dim=-1))
+        random_sets.append(chosen)
     up_flips = torch.stack(ups)
     return FlipResult(ks=ks, base_loss=base, r_increase=torch.stack(r_inc), random_increase=torch.stack(rand_inc),
                       up_flips=up_flips, down_flips=torch.tensor(ks, device=images.device)[:, None] - up_flips, order=order,

@@ -6,7 +6,7 @@ deviations quoted with Fig. 4.1 (L1240-1242), the pixel counts of the R-guided f
 
 from __future__ import annotations
 
-__all__ = ["ALIGNMENT_STD", "FLIP_PIXELS", "PAPER_HIDDEN", "TABLE_4_1", "table_4_1"]
+__all__ = ["ALIGNMENT_STD", "FLIP_PIXELS", "PAPER_HIDDEN", "ROW_STEPS", "SINGULAR_VECTORS", "TABLE_4_1", "table_4_1"]
 
 #: k, mu_R - mu_rand, the column printed as "Variance" (a standard error sigma), one-sided p.
 TABLE_4_1: tuple[tuple[int, float, float, float], ...] = (
@@ -22,6 +22,12 @@ ALIGNMENT_STD: dict[str, tuple[float, float]] = {"first": (0.089, 0.200), "last"
 
 #: pixels of one permuted MNIST sequence (the flips' k are counted out of these).
 FLIP_PIXELS = 784
+
+#: steps of the row-wise setup: the 28 rows of an MNIST image.
+ROW_STEPS = 28
+
+#: singular vectors of Delta V_t in each alignment panel (Figs 4.1, 4.2, C2).
+SINGULAR_VECTORS = 5
 
 #: hidden sizes of the two setups: row-wise alignment, pixel-wise flips.
 PAPER_HIDDEN = {"rows": 128, "pixels": 512}

@@ -20,7 +20,7 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-__all__ = ["FlipSignificance", "flip_significance", "one_sided_p"]
+__all__ = ["FlipSignificance", "PairedFlipTest", "flip_significance", "one_sided_p", "paired_flip_test"]
 
 
 def one_sided_p(delta: float, standard_error: float) -> float:
@@ -105,3 +105,50 @@ def _as_array(values, name: str) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or inf values")
     return array
+
+
+@dataclass(frozen=True)
+class PairedFlipTest:
+    """One ranking against one baseline at one k, over every analysed image (possibly of several networks).
+
+    Attributes:
+        delta: mean over images of d_i = y_i - mean_j b_ij (equal to mean(y) - mean(b)).
+        low, high: its 95 % percentile-bootstrap interval, images resampled (within each network).
+        p: the dissertation's Phi(-Delta / sigma) on the pooled values.
+        wilcoxon_p: one-sided Wilcoxon signed-rank test of d_i > 0 (NaN when every d_i is 0).
+        images: how many images; networks: how many networks; positive_networks: how many of them
+            have a positive Delta of their own.
+    """
+
+    delta: float
+    low: float
+    high: float
+    p: float
+    wilcoxon_p: float
+    images: int
+    networks: int
+    positive_networks: int
+
+
+def paired_flip_test(increase, baseline, *, strata=None, draws: int = 2000, seed: int = 0) -> PairedFlipTest:
+    """Delta of a ranking's loss increases over a baseline's, with its bootstrap interval and both tests.
+
+    Args:
+        increase: (n_images,) the loss increase of each image under the ranking's flip.
+        baseline: (draws, n_images) the increases of the baseline's random flips of the same images.
+        strata: (n_images,) which network read each image (None: one network); the bootstrap
+            resamples images within each network and ``positive_networks`` counts networks.
+        draws, seed: bootstrap draws and their seed.
+    """
+    from ..stats import bootstrap_interval
+
+    test = flip_significance(increase, baseline)
+    labels = np.zeros(test.n_r, dtype=int) if strata is None else np.asarray(strata)
+    if labels.shape != (test.n_r,):
+        raise ValueError(f"strata must hold one network label per image, ({test.n_r},), got shape {labels.shape}")
+    d = test.differences
+    _, low, high = bootstrap_interval(d.size, lambda rows: float(d[rows].mean()), draws=draws, seed=seed, strata=labels)
+    groups = np.unique(labels)
+    return PairedFlipTest(delta=float(d.mean()), low=low, high=high, p=test.p, wilcoxon_p=test.wilcoxon_p,
+                          images=int(d.size), networks=int(groups.size),
+                          positive_networks=int(sum(d[labels == g].mean() > 0 for g in groups)))

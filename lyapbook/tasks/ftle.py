@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import joblib
@@ -31,7 +31,7 @@ from .download import cache_dir, dump_atomically
 from .models import SequenceModel
 
 __all__ = ["CheckpointRun", "FTLESetup", "FlipImages", "PixelAnalysis", "VERSION", "pixelwise_setup", "rowwise_setup", "pixel_analysis", "alignment_sequences", "flip_images_of", "paper_seconds_per_step", "build_setup_model", "checkpoints_union", "ftle_cache_dir", "setup_data",
-           "train_checkpoints"]
+           "train_checkpoints", "train_seeds"]
 
 VERSION = 1
 KINDS = ("rows", "pixels")
@@ -56,6 +56,8 @@ class FTLESetup:
         dataset: ``"sklearn_digits"`` (embedded 8x8) or ``"mnist"`` (downloaded).
         normalise: (mean, std) applied to the pixel values of the row-wise inputs, or None.
         target_accuracy: stop at the first evaluation whose validation accuracy reaches it (None: never).
+        patience: stop when ``patience`` evaluations in a row have not raised the best validation
+            accuracy, and keep the weights of the best one (a validation plateau; None: never).
         eval_every: optimiser steps between validation evaluations.
         seed: initialisation and batch order.
     """
@@ -73,6 +75,7 @@ class FTLESetup:
     dataset: str = "sklearn_digits"
     normalise: tuple[float, float] | None = None
     target_accuracy: float | None = None
+    patience: int | None = None
     eval_every: int = 50
     seed: int = 0
 
@@ -83,6 +86,9 @@ class FTLESetup:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
+                                          or self.patience < 1):
+            raise ValueError(f"patience must be a positive int (evaluations) or None, got {self.patience!r}")
         for name in ("hidden", "steps", "batch_size", "eval_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -104,7 +110,10 @@ class CheckpointRun:
         states: optimiser step -> the model's ``state_dict`` (CPU tensors).
         train_loss: (steps run,) batch-mean cross-entropy of each step's batch (before the step).
         val_steps, val_accuracy: the steps where validation accuracy was measured, and its values.
-        steps_run: optimiser steps taken (fewer than ``setup.steps`` when the target accuracy was reached).
+        steps_run: optimiser steps taken (fewer than ``setup.steps`` when the target accuracy or a
+            plateau was reached).
+        best_step: with ``setup.patience``, the step of the best validation accuracy, whose weights are
+            the last checkpoint; otherwise the last step.
         seconds_per_step: mean wall time of one optimiser step, on the device it ran on.
         device: where it was trained.
     """
@@ -117,11 +126,18 @@ class CheckpointRun:
     steps_run: int
     seconds_per_step: float
     device: str = "cpu"
+    best_step: int | None = None
 
     @property
     def final_step(self) -> int:
-        """The last checkpoint reached."""
+        """The last checkpoint reached (the best validation step, with a patience)."""
         return max(self.states)
+
+    @property
+    def final_accuracy(self) -> float:
+        """Validation accuracy of the last checkpoint (NaN if it was not evaluated there)."""
+        at = np.flatnonzero(self.val_steps == self.final_step)
+        return float(self.val_accuracy[at[-1]]) if at.size else float("nan")
 
     def model(self, step: int | None = None, dtype: torch.dtype = torch.float64) -> SequenceModel:
         """The network at checkpoint ``step`` (default: the last), in evaluation mode, in ``dtype``."""
@@ -185,6 +201,7 @@ def _train(setup: FTLESetup, device: str) -> CheckpointRun:
     wanted = set(setup.checkpoints)
     states = {0: _cpu_state(model)} if 0 in wanted else {}
     losses, val_steps, val_acc = [], [], []
+    rule = _Plateau(setup)
     order, cursor, step, started = torch.randperm(len(train_split), generator=generator), 0, 0, time.perf_counter()
     model.train()
     while step < setup.steps:
@@ -204,16 +221,136 @@ def _train(setup: FTLESetup, device: str) -> CheckpointRun:
         if step % setup.eval_every == 0 or step == setup.steps:
             val_steps.append(step)
             val_acc.append(_accuracy(model, val_split, device))
-            if setup.target_accuracy is not None and val_acc[-1] >= setup.target_accuracy:
+            if rule.done(step, val_acc[-1], lambda: _cpu_state(model)):
                 break
     seconds = (time.perf_counter() - started) / max(step, 1)
-    states.setdefault(step, _cpu_state(model))  # the last step trained is always kept
+    if rule.best_state is not None:  # a plateau: the best weights are the network, later ones are dropped
+        states = {s: v for s, v in states.items() if s <= rule.best_step} | {rule.best_step: rule.best_state}
+        best_step = rule.best_step
+    else:
+        best_step = step
+        states.setdefault(step, _cpu_state(model))  # the last step trained is always kept
     return CheckpointRun(setup=setup, states=states, train_loss=np.asarray(losses), val_steps=np.asarray(val_steps),
-                         val_accuracy=np.asarray(val_acc), steps_run=step, seconds_per_step=seconds, device=str(device))
+                         val_accuracy=np.asarray(val_acc), steps_run=step, seconds_per_step=seconds, device=str(device),
+                         best_step=best_step)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+class _Plateau:
+    """One network's stopping rule: a target accuracy, or ``patience`` evaluations without a new best."""
+
+    def __init__(self, setup: FTLESetup):
+        self.setup, self.best, self.best_step, self.best_state, self.waited = setup, -1.0, 0, None, 0
+
+    def done(self, step: int, accuracy: float, state) -> bool:
+        """Record an evaluation; True when training should stop. ``state`` makes the weights (called on a new best)."""
+        if self.setup.target_accuracy is not None and accuracy >= self.setup.target_accuracy:
+            return True
+        if self.setup.patience is None:
+            return False
+        if accuracy > self.best:
+            self.best, self.best_step, self.best_state, self.waited = accuracy, step, state(), 0
+            return False
+        self.waited += 1
+        return self.waited >= self.setup.patience
+
+
+def _train_pixel_group(setups: Sequence[FTLESetup], device: str) -> list[CheckpointRun]:
+    """Several pixel-wise setups that differ only in their seed, trained side by side as one ensemble.
+
+    Each network draws its batches from its own generator and keeps its own optimiser state and
+    stopping rule, so it follows the run it would follow trained alone (to rounding); the group
+    shares each step's batched matrix products, and a network that has stopped rides along
+    without being updated until the last one stops. The recurrent bias stays at zero (its
+    gradient is dropped), as in :func:`build_setup_model`.
+    """
+    from .ensemble import Ensemble, evaluate_ensemble, make_ensemble_optimizer
+
+    first = setups[0]
+    for other in setups[1:]:
+        if asdict(other) | {"seed": 0} != asdict(first) | {"seed": 0}:
+            raise ValueError("setups trained as a group may differ only in their seed")
+    train_split, val_split, _ = setup_data(first)
+    ensemble = Ensemble.from_models([build_setup_model(s, input_size=train_split.x.shape[-1]).to(device) for s in setups])
+    frozen = _flat_slice(ensemble, "core.bias_hh_l0")
+    count, dtype = len(setups), ensemble.dtype
+    opt = make_ensemble_optimizer(first.optimizer, ensemble, first.lr)
+    generators = [torch.Generator().manual_seed(s.seed) for s in setups]
+    orders = [torch.randperm(len(train_split), generator=g) for g in generators]
+    cursor, step, started = 0, 0, time.perf_counter()
+    active = torch.ones(count, dtype=torch.bool)
+    stopped_at = [first.steps] * count
+    rules = [_Plateau(s) for s in setups]
+    wanted = set(first.checkpoints)
+    states = [{0: _member_state(ensemble, k)} if 0 in wanted else {} for k in range(count)]
+    losses, val_steps, val_acc = [[] for _ in setups], [[] for _ in setups], [[] for _ in setups]
+    while step < first.steps and bool(active.any()):
+        if cursor + first.batch_size > len(train_split):
+            orders, cursor = [torch.randperm(len(train_split), generator=g) for g in generators], 0
+        index = torch.stack([o[cursor : cursor + first.batch_size] for o in orders])  # (E, batch)
+        cursor += first.batch_size
+        x, y = train_split.x[index].to(device, dtype), train_split.y[index].to(device)
+        per_network = ensemble.losses(ensemble(x), y)  # (E,)
+        ensemble.flat.grad = None
+        torch.where(active.to(device), per_network, torch.zeros_like(per_network)).sum().backward()
+        ensemble.flat.grad[:, frozen] = 0
+        opt.step(active.to(device))
+        step += 1
+        for k in active.nonzero().flatten().tolist():
+            losses[k].append(float(per_network[k].detach()))
+            if step in wanted:
+                states[k][step] = _member_state(ensemble, k)
+        if step % first.eval_every == 0 or step == first.steps:
+            accuracy = evaluate_ensemble(ensemble, val_split)[1]
+            for k in active.nonzero().flatten().tolist():
+                val_steps[k].append(step)
+                val_acc[k].append(float(accuracy[k]))
+                if rules[k].done(step, float(accuracy[k]), lambda k=k: _member_state(ensemble, k)):
+                    active[k], stopped_at[k] = False, step
+    seconds = (time.perf_counter() - started) / max(step, 1)
+    runs = []
+    for k, setup in enumerate(setups):
+        rule, kept = rules[k], states[k]
+        steps_run = min(stopped_at[k], step)
+        if rule.best_state is not None:
+            kept = {s: v for s, v in kept.items() if s <= rule.best_step} | {rule.best_step: rule.best_state}
+            best_step = rule.best_step
+        else:
+            best_step = steps_run
+            kept.setdefault(steps_run, _member_state(ensemble, k))
+        runs.append(CheckpointRun(setup=setup, states=kept, train_loss=np.asarray(losses[k]),
+                                  val_steps=np.asarray(val_steps[k]), val_accuracy=np.asarray(val_acc[k]),
+                                  steps_run=steps_run, seconds_per_step=seconds / count, device=str(device),
+                                  best_step=best_step))
+    return runs
+
+
+def _flat_slice(ensemble, name: str) -> slice:
+    """The columns of ``ensemble.flat`` that hold the weight ``name``."""
+    start = 0
+    for key, value in ensemble.params.items():
+        size = value[0].numel()
+        if key == name:
+            return slice(start, start + size)
+        start += size
+    raise KeyError(name)
+
+
+def _member_state(ensemble, k: int) -> dict[str, torch.Tensor]:
+    return {name: value[k].detach().cpu().clone() for name, value in ensemble.params.items()}
+
+
+def _cache_path(setup: FTLESetup, folder: Path) -> Path:
+    return folder / f"{joblib.hash({'setup': asdict(setup), 'version': VERSION})}.pkl"
+
+
+def _cache_folder(cache) -> Path | None:
+    if cache is False:
+        return None
+    return ftle_cache_dir() if cache is None or cache is True else Path(cache)
 
 
 def train_checkpoints(setup: FTLESetup, *, device: str = "cpu", cache: Path | str | bool | None = None) -> CheckpointRun:
@@ -226,16 +363,37 @@ def train_checkpoints(setup: FTLESetup, *, device: str = "cpu", cache: Path | st
     """
     if not isinstance(setup, FTLESetup):
         raise TypeError(f"setup must be an FTLESetup, got {type(setup).__name__}")
-    if cache is False:
-        return _train(setup, device)
-    folder = ftle_cache_dir() if cache is None or cache is True else Path(cache)
-    key = joblib.hash({"setup": asdict(setup), "version": VERSION})
-    path = folder / f"{key}.pkl"
-    if path.exists():
-        return joblib.load(path)
-    run = _train(setup, device)
-    dump_atomically(run, path)
-    return run
+    return train_seeds(setup, [setup.seed], device=device, cache=cache)[0]
+
+
+def train_seeds(setup: FTLESetup, seeds: Sequence[int], *, device: str = "cpu",
+                cache: Path | str | bool | None = None) -> list[CheckpointRun]:
+    """``setup`` trained with each seed of ``seeds`` (cached runs are loaded), in the order given.
+
+    Pixel-wise networks (batch-mean loss, no dropout) not in the cache train side by side as one
+    ensemble: each follows the run it would follow alone, to rounding (batched products may round
+    differently, and a long run can amplify that, so pages that share networks ask for the same
+    seeds and reuse the cache); other networks train one after the other.
+    """
+    if not isinstance(setup, FTLESetup):
+        raise TypeError(f"setup must be an FTLESetup, got {type(setup).__name__}")
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds!r}")
+    setups = [replace(setup, seed=s) for s in seeds]
+    folder = _cache_folder(cache)
+    runs: dict[int, CheckpointRun] = {}
+    if folder is not None:
+        runs = {s.seed: joblib.load(_cache_path(s, folder)) for s in setups if _cache_path(s, folder).exists()}
+    missing = [s for s in setups if s.seed not in runs]
+    if missing:
+        grouped = setup.kind == "pixels" and setup.reduction == "mean" and setup.dropout == 0
+        trained = _train_pixel_group(missing, device) if grouped else [_train(s, device) for s in missing]
+        for s, run in zip(missing, trained):
+            runs[s.seed] = run
+            if folder is not None:
+                dump_atomically(run, _cache_path(s, folder))
+    return [runs[s] for s in seeds]
 
 
 def checkpoints_union(*groups: Sequence[int]) -> tuple[int, ...]:
@@ -378,9 +536,13 @@ def rowwise_setup(*, hidden: int, train_steps: int, checkpoints: Sequence[int] =
                      dataset=dataset, normalise=(0.1307, 0.3081), eval_every=max(1, train_steps // 20), seed=seed)
 
 
-def pixelwise_setup(*, hidden: int, max_steps: int, target_accuracy: float | None = 0.85, lr: float = 1e-3,
-                    batch_size: int = 100, dataset: str = "sklearn_digits", seed: int = 0) -> FTLESetup:
+def pixelwise_setup(*, hidden: int, max_steps: int, target_accuracy: float | None = None, patience: int | None = 6,
+                    lr: float = 1e-3, batch_size: int = 100, eval_every: int = 50, dataset: str = "sklearn_digits",
+                    seed: int = 0) -> FTLESetup:
     """The permuted pixel-wise network of the flip experiments (Figs 4.3-4.5, D3, Table 4.1): input bias
-    only, Xavier normal, RMSprop on the batch-mean cross-entropy, stopped at ``target_accuracy``."""
+    only, Xavier normal, RMSprop on the batch-mean cross-entropy, trained to a validation plateau
+    (``patience`` evaluations without a new best, every ``eval_every`` steps; the best weights kept),
+    or stopped at ``target_accuracy``."""
     return FTLESetup(kind="pixels", hidden=hidden, steps=max_steps, checkpoints=(0,), optimizer="rmsprop", lr=lr,
-                     batch_size=batch_size, dataset=dataset, target_accuracy=target_accuracy, eval_every=100, seed=seed)
+                     batch_size=batch_size, dataset=dataset, target_accuracy=target_accuracy, patience=patience,
+                     eval_every=eval_every, seed=seed)
