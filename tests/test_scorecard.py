@@ -159,19 +159,22 @@ def test_the_scorecard_tallies_by_verdict_and_lists_every_claim():
         "items": {
             "fig-1-2": {"kind": "figure", "chapter": "01_x", "verdicts": [
                 _record("fig-1-2", "sum-rule", "reproduced"),
-                _record("fig-1-2", "chaos-16", "contradicted", scale="exact", text="a | b")]},
+                _record("fig-1-2", "chaos-16", "contradicted", scale="exact", text="a | b"),
+                _record("fig-1-2", "chaos-28", "reproduced", scale="published", page="01z_published")]},
             "fig-1-1": {"kind": "figure", "chapter": "01_x"},
             "eq-4-14": {"kind": "check", "chapter": "04_x", "verdicts": [
                 _record("eq-4-14", "printed", "contradicted", estimate=None, interval=None)]},
         },
     }
     text = "\n".join(scorecard_markdown(load_inventory(), manifest))
-    assert "**3 claims judged on 3 of 53 items**" in text
-    assert "{verdict}`reproduced` 1 · {verdict}`contradicted` 2" in text
+    assert "**4 claims judged on 3 of 53 items**" in text
+    assert "{verdict}`reproduced` 2 · {verdict}`contradicted` 2" in text
+    # a verdict judged on another page (the authors' data) links to that page
+    assert "| `fig-1-2` ({doc}`page </chapters/01z_published>`): claim chaos-28" in text
     assert ("| {numref}`fig-1-2` (`fig-1-2`): claim sum-rule *(q sum-rule)* | {verdict}`reproduced`: because | "
             "0.9 [0.8, 1] (teaching, n = 8 runs) | paper says |") in text
     assert "a \\| b" in text and "– (teaching)" in text
-    assert f"*{NO_VERDICT}*" in text and "{doc}`chapter </chapters/04_x>`" in text
+    assert f"*{NO_VERDICT}*" in text and "{doc}`page </chapters/04_x>`" in text
     assert text.count(f"*{NOT_BUILT}*") == 50
     for chapter in (1, 2, 3, 4):
         assert f"**Chapter {chapter}: " in text
@@ -188,24 +191,46 @@ def test_one_chapter_table_for_the_end_of_a_chapter():
         scorecard_markdown(load_inventory(), manifest, chapter=7)
 
 
+def _judge_calls(text: str):
+    """(item, claim, scale) of every ``book.judge(...)`` call in a page's source; scale "profile"
+    unless the call names one (e.g. ``scale="published"``)."""
+    for match in re.finditer(r'book\.judge\(\s*"([a-z0-9-]+)",\s*f?"([a-z0-9{}_-]+)"', text):
+        depth, end = 0, match.start() + len("book.judge")
+        for end in range(end, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        scale = re.search(r'scale\s*=\s*"([a-z]+)"', text[match.start():end])
+        yield match[1], match[2], scale[1] if scale else "profile"
+
+
+def test_judge_calls_are_read_with_their_scale():
+    text = 'book.judge("fig-2-7", "max-le-chars", quantity=f"x {y(1)}", scale="published")\nbook.judge("fig-2-7", "c", n=1)'
+    assert list(_judge_calls(text)) == [("fig-2-7", "max-le-chars", "published"), ("fig-2-7", "c", "profile")]
+
+
 def test_claims_named_in_the_chapters_are_in_the_inventory_and_judged_on_one_page():
+    """One page per claim and scale: a claim judged at the profile's scale on one page may be judged
+    at scale "published" (the authors' data) on another."""
     calls = {}
     for chapter in discover(ROOT):
-        for item, claim in re.findall(r'book\.judge\(\s*"([a-z0-9-]+)",\s*f?"([a-z0-9{}_-]+)"', chapter.source.read_text()):
-            calls.setdefault((item, claim), []).append(chapter.stem)
+        for item, claim, scale in _judge_calls(chapter.source.read_text()):
+            calls.setdefault((item, claim), {}).setdefault(scale, []).append(chapter.stem)
     inventory = load_inventory()
     claims = {(item.id, c.key) for item in inventory.items for c in item.claims}
     expanded = set()
-    for (item, claim), where in calls.items():
+    for (item, claim), scales in calls.items():
         if "{" in claim:  # a key built in a loop, e.g. f"{claim}-given-{given}"
             pattern = re.compile("^" + re.sub(r"\\{[^}]*\\}", "[a-z0-9-]+", re.escape(claim)) + "$")
             matched = {(i, c) for i, c in claims if i == item and pattern.match(c)}
             assert matched, f"{item}/{claim} matches no claim of the inventory"
             expanded |= matched
         else:
-            assert (item, claim) in claims, f"{where}: {item}/{claim} is not a claim of the inventory"
+            assert (item, claim) in claims, f"{scales}: {item}/{claim} is not a claim of the inventory"
             # branches of one cell (judged, or not testable) are one place; two pages are not
-            assert len(set(where)) == 1, f"{item}/{claim} is judged on {sorted(set(where))}: one claim, one page"
+            for scale, where in scales.items():
+                assert len(set(where)) == 1, (f"{item}/{claim} at scale {scale} is judged on {sorted(set(where))}: "
+                                              "one claim, one page per scale")
             expanded.add((item, claim))
 
 
@@ -235,3 +260,33 @@ def test_the_built_manifest_holds_one_verdict_per_claim_and_scale_and_one_claim_
             judged = {r["claim"] for r in built[item.id].get("verdicts", [])}
             missing = {c.key for c in item.claims} - judged
             assert not missing, f"{item.id}: claims of the inventory that the build did not judge: {sorted(missing)}"
+
+
+def test_the_manifest_keeps_the_verdicts_every_page_recorded_for_one_item(tmp_path):
+    """One item judged on two pages (teaching scale on one, the authors' data on another): recording
+    either page again replaces its own verdicts and keeps the other's."""
+    from types import SimpleNamespace
+
+    from lyapbook.book.runner import _record as record_page
+
+    environment = {"created": "now", "git_commit": "abc", "packages": {}}
+    manifest = tmp_path / "manifest.json"
+
+    def record(page, verdicts, figure=False):
+        out = tmp_path / page
+        folder = out / "records" / page
+        (folder / "verdicts").mkdir(parents=True, exist_ok=True)
+        if figure:
+            (folder / "fig-2-7.json").write_text(json.dumps({"id": "fig-2-7", "kind": "figure", "chapter": page,
+                                                             "files": [], "caption": ""}))
+        (folder / "verdicts" / "fig-2-7.json").write_text(json.dumps(verdicts))
+        record_page(manifest, SimpleNamespace(stem=page), "teaching", {}, 1.0, "cpu", "k", environment, out)
+        return json.loads(manifest.read_text())["items"]["fig-2-7"]
+
+    record("02b", [_record("fig-2-7", "max-le-chars", "reproduced")], figure=True)
+    both = record("02c", [_record("fig-2-7", "max-le-chars", "reproduced", scale="published")])
+    assert both["chapter"] == "02b" and both["kind"] == "figure"
+    assert sorted((v["page"], v["scale"]) for v in both["verdicts"]) == [("02b", "teaching"), ("02c", "published")]
+    again = record("02b", [_record("fig-2-7", "max-le-chars", "not reproduced at this scale")], figure=True)
+    assert sorted((v["page"], v["verdict"]) for v in again["verdicts"]) == [
+        ("02b", "not reproduced at this scale"), ("02c", "reproduced")]

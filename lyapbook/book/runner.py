@@ -135,7 +135,11 @@ def _record(manifest_path: Path, chapter: Chapter, profile: str, parameters: dic
         "key": key,
         "created": environment["created"],
     }
-    manifest["items"] = {k: v for k, v in manifest["items"].items() if v["chapter"] != chapter.stem}
+    previous = manifest["items"]
+    # One item can be judged on several pages (one per scale): keep the verdicts other pages recorded.
+    others = {item_id: [v for v in item.get("verdicts", []) if v.get("page", item["chapter"]) != chapter.stem]
+              for item_id, item in previous.items()}
+    manifest["items"] = {k: v for k, v in previous.items() if v["chapter"] != chapter.stem}
     provenance = {
         "profile": profile,
         "parameters": parameters,
@@ -149,12 +153,21 @@ def _record(manifest_path: Path, chapter: Chapter, profile: str, parameters: dic
     for record_file in sorted(records.glob("*.json")):
         record = json.loads(record_file.read_text())
         manifest["items"][record["id"]] = {**record, **provenance}
+    for item_id, verdicts in others.items():
+        if verdicts:  # an item this page re-recorded or dropped keeps the other pages' verdicts
+            page = verdicts[0].get("page", previous[item_id]["chapter"])
+            entry = manifest["items"].setdefault(
+                item_id, {"id": item_id, "kind": "check", "chapter": page, "files": [], "caption": ""})
+            entry["verdicts"] = [*verdicts]
+        elif item_id in manifest["items"]:
+            manifest["items"][item_id].pop("verdicts", None)
     for verdict_file in sorted(records.glob("verdicts/*.json")):
         item_id = verdict_file.stem
         entry = manifest["items"].setdefault(
             item_id, {"id": item_id, "kind": "check", "chapter": chapter.stem, "files": [], "caption": "", **provenance}
         )
-        entry["verdicts"] = json.loads(verdict_file.read_text())
+        judged = [{**v, "page": chapter.stem} for v in json.loads(verdict_file.read_text())]
+        entry["verdicts"] = [*entry.get("verdicts", []), *judged]
     partial = manifest_path.with_suffix(".json.part")
     partial.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
     os.replace(partial, manifest_path)  # readers never see a half-written manifest
@@ -220,10 +233,11 @@ def run_lanes(root: Path, profile: str, chapters: list[Chapter], jobs: int, *, r
 def package_fingerprint(root: Path) -> str:
     """SHA-256 over what a chapter's results depend on besides its own source and parameters:
     every file of the ``lyapbook`` package, the lock file (the exact versions of everything
-    else) and the Python version."""
+    else), the shipped published data's provenance (which holds each archive's SHA-256) and the
+    Python version."""
     digest = hashlib.sha256(platform.python_version().encode())
     files = sorted(p for p in (root / "lyapbook").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    for path in [*files, root / "requirements.lock"]:
+    for path in [*files, root / "requirements.lock", root / "data" / "published" / "provenance.json"]:
         if path.is_file():
             digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

@@ -44,10 +44,13 @@ def _number(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _link(item: InventoryItem, entry: dict) -> str:
-    if entry.get("kind") in ("figure", "table"):
+def _link(item: InventoryItem, entry: dict, record: dict | None = None) -> str:
+    """The item's figure or table; for a verdict judged on another page (e.g. on the authors'
+    published data), that page."""
+    page = (record or {}).get("page", entry["chapter"])
+    if entry.get("kind") in ("figure", "table") and page == entry["chapter"]:
         return f"{{numref}}`{item.id}` (`{item.id}`)"
-    return f"`{item.id}` ({{doc}}`chapter </chapters/{entry['chapter']}>`)"
+    return f"`{item.id}` ({{doc}}`page </chapters/{page}>`)"
 
 
 def _ours(record: dict) -> str:
@@ -101,7 +104,7 @@ def _chapter_lines(inventory: Inventory, items: dict, chapter: int, heading: boo
         if not claims:
             lines.append(f"| {_link(item, entry)}: {_cell(item.claim)} | *{NO_VERDICT}* | – | {_cell(item.paper)} |")
         for record in claims:
-            claim = f"{_link(item, entry)}: {_cell(record['text'])} *({_cell(record['quantity'])})*"
+            claim = f"{_link(item, entry, record)}: {_cell(record['text'])} *({_cell(record['quantity'])})*"
             why = _cell(record["why"]) + (f"; {_cell(record['control'])}" if record.get("control") else "")
             lines.append(f"| {claim} | {{verdict}}`{record['verdict']}`: {why} | {_cell(_ours(record))} | "
                          f"{_cell(record['paper'])} |")
