@@ -128,11 +128,26 @@ def test_held_out_prediction_finds_a_perfect_feature_and_pairs_the_differences()
     good = loss <= np.median(loss)
     folds = split_folds(good, 5, seed=0)
     results = [held_out("truth", loss, loss, folds), held_out("noise", rng.normal(size=60), loss, folds)]
-    table = prediction_table(results, loss, baseline="noise", draws=200).set_index("features")
+    table = prediction_table(results, loss, folds, baseline="noise", draws=200).set_index("features")
     assert table.loc["truth", "rho"] > 0.99 and table.loc["truth", "F1"] > 0.9
     assert table.loc["noise", "F1 - noise"] == 0 and table.loc["noise", "dF1 low"] == 0
     assert table.loc["truth", "drho low"] > 0.3
     with pytest.raises(ValueError, match="folds must lie in"):
         split_folds(good, 1, seed=0)
     with pytest.raises(ValueError, match="baseline must be one of"):
-        prediction_table(results, loss, baseline="hyperparameters")
+        prediction_table(results, loss, folds, baseline="hyperparameters")
+
+
+def test_a_monotone_feature_ranks_as_itself_inside_each_fold():
+    """The ridge fit of one feature is monotone, so within folds it ranks the networks exactly as
+    the raw feature does; pooled across folds, each fold's own intercept would reshuffle them."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(1)
+    feature = rng.normal(size=80)
+    loss = feature + rng.normal(scale=0.7, size=80)
+    folds = split_folds(loss <= np.median(loss), 5, seed=0)
+    table = prediction_table([held_out("feature", feature, loss, folds)], loss, folds, baseline="feature",
+                             draws=50).set_index("features")
+    raw = np.mean([spearmanr(feature[folds == k], loss[folds == k])[0] for k in range(5)])
+    assert table.loc["feature", "rho"] == pytest.approx(raw, abs=1e-12)

@@ -5,8 +5,10 @@ known at an early checkpoint (its Lyapunov spectrum, its validation loss there, 
 hyperparameters), can one tell which networks end in the better half? Every feature set gets the
 same read-out, fitted on training folds only: a logistic regression for "final loss at or below
 the median" (F1 of the held-out predictions) and a ridge regression for the loss itself (Spearman's
-rho of the held-out predictions with the truth). Intervals resample networks; a difference between
-two feature sets is computed inside each draw, so it is paired.
+rho between the predicted and the true loss inside each test fold, averaged over the folds: pooling
+the folds would add each fold's own intercept and slope to the ranking). Intervals resample
+networks within each fold (the split itself is fixed); a difference between two feature sets is
+computed inside each draw, so it is paired.
 
 Learned embeddings (PCA of the spectra, an AeLLE autoencoder) are fitted inside each training fold
 by :func:`fold_embeddings`, so no held-out network shapes its own features.
@@ -69,45 +71,70 @@ def held_out(name: str, features, loss, fold_of: np.ndarray, *, per_fold: Callab
     return HeldOut(name, good_pred, loss_pred)
 
 
-def _f1(truth: np.ndarray, predicted: np.ndarray) -> float:
-    hits = np.sum(truth & predicted)
-    return float(2 * hits / (truth.sum() + predicted.sum())) if truth.sum() + predicted.sum() else float("nan")
+def _resamples(fold_of: np.ndarray, draws: int, seed: int) -> np.ndarray:
+    """(draws + 1, networks) row indices: the identity first, then bootstrap draws that resample
+    the networks of each fold within it (every fold keeps its size and position)."""
+    rng = np.random.default_rng(seed)
+    index = np.tile(np.arange(len(fold_of)), (draws + 1, 1))
+    for k in np.unique(fold_of):
+        members = np.flatnonzero(fold_of == k)
+        index[1:, members] = members[rng.integers(0, len(members), (draws, len(members)))]
+    return index
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def _f1(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """F1 along the last axis (truth, predicted: (..., networks) bool)."""
+    hits = np.sum(truth & predicted, axis=-1)
+    total = truth.sum(-1) + predicted.sum(-1)
+    return np.where(total > 0, 2 * hits / np.maximum(total, 1), np.nan)
+
+
+def _fold_spearman(predicted: np.ndarray, loss: np.ndarray, fold_of: np.ndarray) -> np.ndarray:
+    """Spearman's rho inside each fold, averaged over the folds; predicted, loss: (..., networks)
+    with the folds in the columns given by ``fold_of`` (networks,)."""
     from scipy.stats import rankdata
 
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
+    per_fold = []
+    for k in np.unique(fold_of):
+        a, b = (rankdata(v[..., fold_of == k], axis=-1) for v in (predicted, loss))
+        a, b = a - a.mean(-1, keepdims=True), b - b.mean(-1, keepdims=True)
+        scale = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+        per_fold.append(np.where(scale > 0, (a * b).sum(-1) / np.where(scale > 0, scale, 1), np.nan))
+    return np.nanmean(np.stack(per_fold), axis=0)
 
 
-def prediction_table(results: Sequence[HeldOut], loss, *, baseline: str, draws: int = 2000, seed: int = 0):
-    """One row per feature set: held-out F1 and Spearman's rho with 95 % bootstrap intervals (networks
-    resampled), and each one's paired difference from the ``baseline`` feature set. The trivial
-    classifier that calls every network good scores F1 = 2/3 when half the networks are good."""
+def _summary(values: np.ndarray) -> tuple[float, float, float]:
+    """(estimate, low, high): the identity row's value and the 95 % percentile interval of the draws."""
+    draws = values[1:][np.isfinite(values[1:])]
+    low, high = np.percentile(draws, [2.5, 97.5]) if draws.size else (np.nan, np.nan)
+    return float(values[0]), float(low), float(high)
+
+
+def prediction_table(results: Sequence[HeldOut], loss, fold_of: np.ndarray, *, baseline: str, draws: int = 2000,
+                     seed: int = 0):
+    """One row per feature set: held-out F1 and within-fold Spearman's rho with 95 % bootstrap
+    intervals (networks resampled within their fold, the same draws for every row), and each one's
+    paired difference from the ``baseline`` feature set. The trivial classifier that calls every
+    network good scores F1 = 2p / (1 + p) for a share p of good networks (2/3 when half are good)."""
     import pandas as pd
 
-    from ..stats import bootstrap_interval
-
-    loss = np.asarray(loss, dtype=float)
+    loss, fold_of = np.asarray(loss, dtype=float), np.asarray(fold_of)
     good = loss <= np.median(loss)
     by_name = {r.name: r for r in results}
     if baseline not in by_name:
         raise ValueError(f"baseline must be one of {list(by_name)}, got {baseline!r}")
-    base = by_name[baseline]
+    index = _resamples(fold_of, draws, seed)  # (draws + 1, networks); the folds stay in place
+    truth, observed = good[index], loss[index]
+    f1 = {r.name: _f1(truth, r.good_pred[index]) for r in results}
+    rho = {r.name: _fold_spearman(r.loss_pred[index], observed, fold_of) for r in results}
     rows = []
     for r in results:
-        f1 = bootstrap_interval(len(loss), lambda i, r=r: _f1(good[i], r.good_pred[i]), draws=draws, seed=seed)
-        rho = bootstrap_interval(len(loss), lambda i, r=r: _spearman(r.loss_pred[i], loss[i]), draws=draws, seed=seed)
-        d_f1 = bootstrap_interval(len(loss), lambda i, r=r: _f1(good[i], r.good_pred[i]) - _f1(good[i], base.good_pred[i]),
-                                  draws=draws, seed=seed)
-        d_rho = bootstrap_interval(len(loss), lambda i, r=r: (_spearman(r.loss_pred[i], loss[i])
-                                                               - _spearman(base.loss_pred[i], loss[i])), draws=draws, seed=seed)
-        rows.append({"features": r.name, "F1": f1[0], "F1 low": f1[1], "F1 high": f1[2],
-                     "rho": rho[0], "rho low": rho[1], "rho high": rho[2],
-                     f"F1 - {baseline}": d_f1[0], "dF1 low": d_f1[1], "dF1 high": d_f1[2],
-                     f"rho - {baseline}": d_rho[0], "drho low": d_rho[1], "drho high": d_rho[2]})
+        row = {"features": r.name}
+        for key, values in (("F1", f1[r.name]), ("rho", rho[r.name])):
+            row[key], row[f"{key} low"], row[f"{key} high"] = _summary(values)
+        for key, values in (("F1", f1[r.name] - f1[baseline]), ("rho", rho[r.name] - rho[baseline])):
+            row[f"{key} - {baseline}"], row[f"d{key} low"], row[f"d{key} high"] = _summary(values)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
