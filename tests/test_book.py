@@ -308,3 +308,33 @@ def test_kernels_get_passive_openmp_threads_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     cli.main(["render", "--profile", "no-such-profile"])
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again(tiny_book, monkeypatch, capsys):
+    """Two lanes can start kernels on the same free port; the page is executed again, from scratch,
+    up to runner.KERNEL_STARTS times, and any other error is not retried."""
+    import papermill
+
+    real = papermill.execute_notebook
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    manifest = run_chapters(tiny_book, "ci", select_chapters(tiny_book, ["09"]), rerun=True)
+    assert len(calls) == 2 and "09_tiny" in manifest["chapters"]
+    assert "the kernel died while starting" in capsys.readouterr().err
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(papermill, "execute_notebook", broken)
+    calls.clear()
+    with pytest.raises(RuntimeError, match="something else"):
+        run_chapters(tiny_book, "ci", select_chapters(tiny_book, ["09"]), rerun=True)
+    assert len(calls) == 1

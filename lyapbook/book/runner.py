@@ -27,6 +27,7 @@ from .publish import CHAPTER_ENV, OUTPUT_DIR_ENV, PROFILE_ENV
 __all__ = ["build_dir", "select_chapters", "run_chapters", "run_lanes", "lanes", "stage_book", "KERNEL_NAME"]
 
 KERNEL_NAME = "python3"
+KERNEL_STARTS = 3  # attempts to start a page's kernel (see _execute)
 # Files the rendered book needs besides the executed chapters and the pages named in _toc.yml.
 BOOK_FILES = ("_config.yml", "_toc.yml", "references.bib")
 TRACKED_PACKAGES = (
@@ -271,20 +272,29 @@ def _execute(chapter: Chapter, parameters: dict[str, object], profile: str, out:
 
     target = out / "chapters" / f"{chapter.stem}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(chapter.notebook(), target)
-    shutil.rmtree(out / "records" / chapter.stem, ignore_errors=True)
     started = time.perf_counter()
     with _kernel_environment(out, chapter.stem, profile, environment or {}):
-        try:
-            papermill.execute_notebook(
-                str(target), str(target), parameters=parameters, kernel_name=KERNEL_NAME,
-                cwd=str(target.parent), progress_bar=False,
-            )
-        except papermill.PapermillExecutionError as error:
-            raise BookError(
-                f"chapter {chapter.stem} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
-                f"(the executed notebook with the traceback is {target})"
-            ) from None
+        for attempt in range(1, KERNEL_STARTS + 1):
+            nbformat.write(chapter.notebook(), target)
+            shutil.rmtree(out / "records" / chapter.stem, ignore_errors=True)
+            try:
+                papermill.execute_notebook(
+                    str(target), str(target), parameters=parameters, kernel_name=KERNEL_NAME,
+                    cwd=str(target.parent), progress_bar=False,
+                )
+                break
+            except papermill.PapermillExecutionError as error:
+                raise BookError(
+                    f"chapter {chapter.stem} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
+                    f"(the executed notebook with the traceback is {target})"
+                ) from None
+            except RuntimeError as error:
+                # Kernels started at the same moment by two lanes can draw the same free port;
+                # the loser dies before it answers. Nothing of the page ran: start it again.
+                if "Kernel died before replying" not in str(error) or attempt == KERNEL_STARTS:
+                    raise
+                print(f"[lyapbook] {chapter.stem}: the kernel died while starting ({error}); "
+                      f"starting it again ({attempt + 1} of {KERNEL_STARTS})", file=sys.stderr, flush=True)
     return time.perf_counter() - started
 
 
