@@ -65,6 +65,10 @@ def test_glued_words_and_numbers_are_placed_with_their_own_role():
             assert not any(p.match(name) for p in patterns), f"{chapter.stem}: {name} is words, place it with glue:md"
         for line in prose.splitlines():
             assert not line.startswith("%"), f"{chapter.stem}: a prose line starts with % (a MyST comment): {line!r}"
+        # Inline glue:md renders CommonMark unless told ":myst": math and roles in a phrase
+        # would print as raw "$R_1$" and "{ref}`...`".
+        plain = re.findall(r"\{glue:md\}`([a-z0-9.-]+)`", prose)
+        assert not plain, f"{chapter.stem}: place {plain} as {{glue:md}}`name:myst`"
 
 
 def test_unknown_profile_and_parameter_are_rejected_before_running():
