@@ -64,6 +64,30 @@ def test_zoo_spectra_keeps_usable_networks_and_says_why_others_are_left_out():
     assert early.at_epoch(1).epoch.tolist() == [1] * 5
 
 
+def test_zoo_summary_counts_who_learned_and_when_a_zoo_cannot_judge():
+    frame = fake_zoo(n=8)
+    last = frame.epoch == 3
+    frame.loc[last, "test_accuracy"] = np.where(frame.loc[last, "seed"] % 2 == 0, 0.9, 0.2)
+    frame["patience"] = 2
+    frame["early_stopped"] = frame.seed < 1002
+    data = aelle.zoo_spectra(frame, length=8)
+    table = aelle.zoo_summary(data, "fake", "arch").set_index("architecture")
+    assert table.loc["all", "networks"] == 8 and table.loc["all", "share accurate (%)"] == 50.0
+    assert table.loc["all", "median accuracy (%)"] == pytest.approx(55.0)
+    assert table.loc["all", "stopped early (%)"] == 25.0
+    assert table.loc["all", "IQR accuracy (%)"] == "20 – 90"
+    # without accuracies (a FORCE zoo) the loss is summarised, and nothing stops early without patience
+    force = aelle.zoo_summary(aelle.zoo_spectra(fake_zoo(n=8), length=8), "force").iloc[0]
+    assert "median MAE" in force and np.isnan(force["stopped early (%)"])
+    assert aelle.untestable_reason([0.1, 0.2, 0.3], 0.5, "a silent output") is None
+    reason = aelle.untestable_reason([0.4, 0.6, 0.7], 0.5, "a silent output")
+    assert "no better than a silent output (0.5)" in reason and "33 %" in reason
+    runs = pd.DataFrame({"free_run_target": [np.array([1.0, -1.0]), None, np.array([0.5, -0.5])]})
+    assert aelle.silent_output_mae(runs) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="no column 'free_run_target'"):
+        aelle.silent_output_mae(frame)
+
+
 def test_zoo_spectra_bad_input():
     frame = fake_zoo(n=4)
     with pytest.raises(ValueError, match="no column 'test_los'"):
@@ -130,6 +154,50 @@ def test_cross_validation_predicts_every_network_once_and_finds_a_perfect_statis
         aelle.cross_validate(aelle.zoo_spectra(fake_zoo(n=8), length=8, epochs=[0, 1]), cache=False, **AE)
 
 
+def test_alpha_is_chosen_per_fold_by_the_validation_prediction_loss():
+    data = aelle.zoo_spectra(fake_zoo(n=40, epochs=(0, 3)), length=8)
+    cv = aelle.cross_validate(data, folds=4, seeds=(0, 1), strata="hidden", alphas=(1.0, 100.0), cache=False, **AE)
+    assert set(cv.sweep) == {1.0, 100.0} and len(cv.alphas_chosen) == 4
+    for f, chosen in enumerate(cv.alphas_chosen):
+        losses = {a: np.mean([cv.sweep[a][i][f].best.val_prediction for i in range(2)]) for a in cv.sweep}
+        assert chosen == min(losses, key=losses.get)
+        assert cv.fits[1][f] is cv.sweep[chosen][1][f]
+    sweep = cv.alpha_table(n_draws=50).set_index("alpha0")
+    assert sweep.folds_chosen.sum() == 4 and ((0 <= sweep.cos_head_pc1) & (sweep.cos_head_pc1 <= 1 + 1e-12)).all()
+    assert ((sweep.head_variance_share > 0) & (sweep.head_variance_share <= 1 + 1e-12)).all()
+    for bad, message in (((), "distinct positive"), ((1.0, 1.0), "distinct positive"), ((0.0,), "distinct positive")):
+        with pytest.raises(ValueError, match=message):
+            aelle.cross_validate(data, folds=4, seeds=(0,), alphas=bad, cache=False, **AE)
+    with pytest.raises(ValueError, match="needs validation networks"):
+        aelle.cross_validate(data, folds=4, seeds=(0,), alphas=(1.0, 10.0), val_fraction=0.0, cache=False, **AE)
+    with pytest.raises(ValueError, match="alphas=\\[a\\]"):
+        aelle.cross_validate(data, folds=4, seeds=(0,), alpha0=3.0, cache=False, **AE)
+
+
+def test_matched_readouts_score_every_representation_alike():
+    data = aelle.zoo_spectra(fake_zoo(n=40, epochs=(0, 3)), length=8)
+    cv = aelle.cross_validate(data, folds=4, seeds=(0, 1), strata="hidden", cache=False, **AE)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((40, 1))  # hyperparameters that know nothing
+    read = aelle.matched_readouts(cv, noise)
+    assert read.dims["mean + max LE"] == 2 and read.median["mean + max LE"] is None
+    assert read.linear["mean LE"].shape == (2, 40)
+    # the median rule on the mean exponent is the cross-validation's own
+    np.testing.assert_array_equal(read.median["mean LE"][0], cv.heldout["mean LE"][0])
+    table = read.table(comparator="hyperparameters", n_draws=200).set_index("representation")
+    assert table.loc["mean LE", "auc"] == pytest.approx(1.0) and table.loc["mean LE", "auc_gap_low"] > 0
+    assert np.isnan(table.loc["hyperparameters", "auc_gap"]) and table.loc["hyperparameters", "auc_low"] < 0.5
+    assert read.difference("mean LE", "mean LE", "linear", n_draws=50).estimate == 0.0
+    assert aelle.auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([False, False, True, True])) == 1.0
+    assert aelle.auc(np.array([1.0, 1.0]), np.array([True, False])) == 0.5
+    rows = pd.DataFrame({"arch": ["a", "b", "a", "b"], "init_p": [0.1, 1.0, 0.2, 2.0], "lr": [0.01] * 4,
+                         "copy": ["a", "b", "a", "b"]})
+    x = aelle.hyperparameter_features(rows, ["arch", "init_p", "lr", "copy"])
+    assert x.shape == (4, 3)  # two one-hot columns and log p; the constant lr and the copy dropped
+    with pytest.raises(ValueError, match="'size' is not a column"):
+        aelle.hyperparameter_features(rows, ["size"])
+
+
 def test_a_split_with_an_empty_class_is_refused_before_training():
     frame = fake_zoo(n=6, epochs=(0, 3))
     data = aelle.zoo_spectra(frame, length=8)
@@ -158,6 +226,15 @@ def test_pretrained_experiment_bookkeeping():
     assert orthants.cells.tolist() == [2, 4] and (orthants.nonempty_cells <= orthants.cells).all()
     with pytest.raises(ValueError, match=r"no spectra after epoch\(s\) \[5\]"):
         aelle.pretrained_aelle(data, stages={"50%": 5}, fit_epochs=(0, 1), cache=False, **AE)
+    # hyperparameters that are the label are read perfectly, the same at every stage; the wrong shape is refused
+    recipe = (data.network % 2 == 0).astype(float)[:, None]  # even networks are the good ones
+    with_recipe = aelle.pretrained_aelle(data, stages=stages, fit_epochs=(0, 1, 2), seeds=(0,), strata="hidden",
+                                         dims=(1,), hyperparameters=recipe, cache=False, **AE)
+    recipe_rows = with_recipe.table(("hyperparameters",), n_draws=50)
+    assert (recipe_rows.f1 == 1.0).all() and len(recipe_rows) == 2
+    with pytest.raises(ValueError, match="one row per spectrum"):
+        aelle.pretrained_aelle(data, stages=stages, fit_epochs=(0, 1, 2), hyperparameters=recipe[:5], cache=False,
+                               **AE)
 
 
 def test_fit_cache_returns_the_stored_group(tmp_path, monkeypatch):

@@ -9,10 +9,13 @@ early stopping stops each member where its own validation loss says; FORCE learn
 equals FORCE learning of each reservoir alone.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
+from lyapbook.diagnostics import LyapunovWarning
 from lyapbook.rnn import Rank1Reservoir
 from lyapbook.tasks.data import Split, digits_data, lorenz96_data
 from lyapbook.tasks.ensemble import Ensemble, evaluate_ensemble, member_spectra, train_ensemble
@@ -155,6 +158,17 @@ def test_spectra_of_members_and_conversion_back_to_modules(digits):
     rebuilt = build_model("lem", 8, 5, 10, seed=99).double()
     rebuilt.load_state_dict(ensemble.state_dicts()[0])
     assert torch.equal(rebuilt(val_split.x[:4]), ensemble.member(0)(val_split.x[:4]))
+
+
+def test_member_spectra_record_upper_bounds_instead_of_warning(digits):
+    _, val_split = digits
+    # a saturated tanh RNN (weights up to 50) has units at rest: exponents that are only upper bounds
+    models = [build_model("rnn", 8, 6, 10, init_p=p, seed=0).double() for p in (0.3, 50.0)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mild, saturated = member_spectra(Ensemble(models), [0, 1], val_split.x[:3], warmup=2)
+    assert not [w for w in caught if issubclass(w.category, LyapunovWarning)]
+    assert mild["spectrum_bounded"] == 0 and 1 <= saturated["spectrum_bounded"] <= 6
 
 
 def test_a_group_mixing_architectures_or_sizes_is_refused():

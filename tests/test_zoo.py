@@ -11,7 +11,7 @@ import torch
 import lyapbook.tasks.zoo as zoo_module
 from lyapbook.tasks import DownloadError
 from lyapbook.tasks.training import evaluate
-from lyapbook.tasks.zoo import (SMNIST_INIT, NetworkSpec, ZooCache, load_network, network_key, plan_groups, run_zoo,
+from lyapbook.tasks.zoo import (DIGITS_SHORT, SMNIST_INIT, NetworkSpec, ZooCache, load_network, network_key, plan_groups, run_zoo,
                                 sample_specs, zoo_sizes)
 
 # ci sizes of the chapter-3 zoos (a chapter keeps its own in chapters/profiles.yml).
@@ -43,14 +43,22 @@ def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_paper_sizes_give_the_dissertations_zoos():
-    smnist = sample_specs("smnist", per_arch=200, hidden=64, epochs=10)
+    smnist = sample_specs("smnist", per_arch=200, hidden=64, epochs=10, dataset="mnist")
     assert len(smnist) == 1600 and {s.hidden for s in smnist} == {64}
     assert all(SMNIST_INIT[s.arch][0] <= s.init_p <= SMNIST_INIT[s.arch][1] for s in smnist)
-    assert {(s.lr, s.batch_size, s.le_sequences, s.le_protocol) for s in smnist} == {(1e-2, 128, 128, "repeat")}
+    assert {(s.lr, s.batch_size, s.le_sequences, s.le_protocol, s.cell) for s in smnist} == {(1e-2, 128, 128, "repeat", ())}
     assert smnist[0].spectrum_epochs == (0, 1, 2, 3, 4, 5, 10)
     charrnn = sample_specs("charrnn", per_size=300, sizes=(64, 128, 256, 512), epochs=15, dataset="war_and_peace")
     assert len(charrnn) == 1200 and all(0.04 <= s.init_p <= 0.40 and s.subsample == 0.3 and not s.bias for s in charrnn)
     assert {(s.lr, s.dropout) for s in charrnn} == {(2e-3, 0.1)} and charrnn[0].spectrum_epochs == tuple(range(16))
+    # the 8-step digits take their own ranges, step sizes and learning rates, per architecture
+    short = sample_specs("smnist", per_arch=50, hidden=16, epochs=50, patience=4)
+    assert all(DIGITS_SHORT[s.arch].init_range[0] <= s.init_p <= DIGITS_SHORT[s.arch].init_range[1] for s in short)
+    assert {s.arch: dict(s.cell).get("eps") for s in short}["asrnn"] == 1.0
+    assert {s.arch: s.lr for s in short}["cornn"] == 2e-2 and {s.patience for s in short} == {4}
+    assert sample_specs("smnist", per_arch=1, hidden=4, epochs=2, settings="dissertation")[3].cell == ()
+    with pytest.raises(ValueError, match="settings: unknown 'long'"):
+        sample_specs("smnist", per_arch=1, hidden=4, epochs=2, settings="long")
     # a teaching zoo may take spectra at 40 % of training and at the end only (the final epoch is always kept)
     assert sample_specs("charrnn", per_size=1, sizes=(8,), epochs=5, spectrum_epochs=[2])[0].spectrum_epochs == (2, 5)
     with pytest.raises(ValueError, match="spectrum_epochs: epochs between 0 and 5"):

@@ -14,9 +14,12 @@ The pipeline, one module per step:
 5. :mod:`~lyapbook.aelle.perturb`: latent shifts along the head's pseudo-inverse (Eq. 3.7) and the
    latents of a given predicted loss.
 
-6. :mod:`~lyapbook.aelle.zoodata`, :mod:`~lyapbook.aelle.crossval` and
-   :mod:`~lyapbook.aelle.pretrained`: a zoo's spectra as input, the cross-validated comparison
-   with spectrum statistics (Tables B2–B4) and the pre-trained AeLLE (Tables 3.1–3.3), their
+6. :mod:`~lyapbook.aelle.zoodata`, :mod:`~lyapbook.aelle.crossval`,
+   :mod:`~lyapbook.aelle.readouts` and :mod:`~lyapbook.aelle.pretrained`: a zoo's spectra as
+   input, the cross-validated comparison with spectrum statistics (Tables B2–B4; α0 chosen per
+   fold on validation networks), every representation read by the same classifiers (median rule,
+   logistic, AUC; the hyperparameters alone as a baseline) and the pre-trained AeLLE (Tables
+   3.1–3.3), their
    autoencoder groups kept on disk by :mod:`~lyapbook.aelle.cache`.
 
 Beside them: :mod:`~lyapbook.aelle.splits` (splits and folds by network),
@@ -38,8 +41,9 @@ from .model import AeEpoch, AeLLE, AeLLEFit, alpha_schedule, cpu_threads
 from .perturb import LatentPerturbation, LossHyperplane, latent_perturbation, zero_loss_hyperplane
 from .prednet import PredNet, PredNetFit, fit_prednet, fit_prednet_group
 from .pretrained import STAGES, Pretrained, pretrained_aelle
+from .readouts import Readouts, auc, hyperparameter_features, matched_readouts
 from .splits import NetworkSplit, kfold_by_network, split_by_network
-from .zoodata import ZooSpectra, zoo_spectra
+from .zoodata import ZooSpectra, silent_output_mae, untestable_reason, zoo_spectra, zoo_summary
 
 __all__ = [
     "interpolate_spectrum", "prepare_spectra", "PreparedSpectra",
@@ -53,6 +57,7 @@ __all__ = [
     "SpectrumFeatures", "spectrum_features", "SideComposition", "side_composition",
     "PredNet", "PredNetFit", "fit_prednet", "fit_prednet_group",
     "SeedScores", "bootstrap_seed_scores", "bootstrap_f1_difference", "bootstrap_gap_to_best", "trivial_f1",
-    "ZooSpectra", "zoo_spectra", "FIT_VERSION", "cached_fit_group", "fit_cache_dir",
+    "ZooSpectra", "silent_output_mae", "untestable_reason", "zoo_spectra", "zoo_summary", "FIT_VERSION", "cached_fit_group", "fit_cache_dir",
+    "Readouts", "auc", "hyperparameter_features", "matched_readouts",
     "CLASSIFIERS", "HEAD", "CrossValidation", "cross_validate", "STAGES", "Pretrained", "pretrained_aelle",
 ]

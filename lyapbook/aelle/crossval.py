@@ -8,7 +8,9 @@ repeated for several autoencoder seeds:
 * the label: high accuracy = final loss below the median over all networks (the dissertation's
   thresholds MAE 0.57, CE 1.75 and "2.2e-3 = 50 % of networks" are such medians);
 * fold f trains autoencoder (f, s) on its training networks (a validation part picks the best
-  state), fits the PCA on their latents (oriented good-right) and the LE-PCA on their spectra;
+  state) for every candidate α0 and keeps the α0 whose autoencoders predict the validation
+  networks' losses best, fits the PCA on their latents (oriented good-right) and the LE-PCA on
+  their spectra;
 * four statistics per held-out network: mean LE, max LE, LE-PC1 and AeLLE-PC1; the PC scores are
   put on one scale across folds by subtracting the fold's training median and dividing by its
   training standard deviation;
@@ -28,8 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from .cache import cached_fit_group
 from .classify import ThresholdRule, median_classifier, median_direction
@@ -107,6 +111,40 @@ class CrossValidation:
     statistic: dict[str, np.ndarray]
     heldout: dict[str, np.ndarray]
     settings: dict = field(default_factory=dict)
+    alphas_chosen: tuple[float, ...] = ()  # per fold: the α0 of the lowest validation prediction loss
+    sweep: dict[float, list[list[AeLLEFit]]] = field(default_factory=dict)  # α0 -> fits[s][f]
+
+    def alpha_table(self, n_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """One row per α0 of the sweep: the validation prediction loss that chose it (mean over folds
+        and seeds, standardised target units), how many folds chose it, the held-out F1 of AeLLE's
+        PC1 median rule had every fold used it (shown, never used to choose), and how the loss head
+        lies in the latent space: |cos| of its weight vector with PC1 and PC2 of the training
+        latents, and the share of the latent variance along it; and |Spearman| of PC1 with the
+        mean exponent over all networks, how much PC1 is the spectrum's level (fold means)."""
+        rows = []
+        for alpha, fits in self.sweep.items():
+            predicted = np.zeros((len(self.seeds), len(self.good)), dtype=bool)
+            cos1, cos2, share, level = [], [], [], []
+            for i, per_fold in enumerate(fits):
+                for fit, split in zip(per_fold, self.splits):
+                    pca, pc1, _ = _aelle_statistics(fit.model, self.data.spectra, self.good, split)
+                    predicted[i, split.test] = _median_rule(pc1, self.good, split)
+                    level.append(abs(spearmanr(pc1, self.data.mean_le)[0]))
+                    w = fit.model.head_weights()[0]
+                    w = w / np.linalg.norm(w)
+                    cos1.append(abs(float(pca.components[0] @ w)))
+                    cos2.append(abs(float(pca.components[1] @ w)) if len(pca.components) > 1 else np.nan)
+                    latent = fit.model.encode(self.data.spectra[split.train])
+                    centred = latent - latent.mean(axis=0)
+                    share.append(float(np.var(centred @ w) / np.var(centred, axis=0).sum()))
+            f1 = bootstrap_seed_scores(predicted, self.good, self.data.network, n_draws=n_draws, seed=seed).f1
+            rows.append({"alpha0": alpha, "val_prediction": float(np.mean([f.best.val_prediction for per_fold in fits
+                                                                          for f in per_fold])),
+                         "folds_chosen": int(sum(a == alpha for a in self.alphas_chosen)), "f1": f1.estimate,
+                         "f1_low": f1.low, "f1_high": f1.high, "cos_head_pc1": float(np.mean(cos1)),
+                         "cos_head_pc2": float(np.nanmean(cos2)), "head_variance_share": float(np.mean(share)),
+                         "rank_pc1_mean_le": float(np.mean(level))})
+        return pd.DataFrame(rows)
 
     def all_networks(self, name: str) -> np.ndarray:
         """(S, n) predictions of the dissertation's reading: the pooled statistic cut at its own median."""
@@ -165,15 +203,18 @@ class CrossValidation:
 
 def cross_validate(data: ZooSpectra, *, folds: int = 5, seeds: Sequence[int] = (0, 1, 2), val_fraction: float = 0.15,
                    split_seed: int = 0, strata: str | None = None, threshold: float | None = None,
-                   log_target: bool = False, cache: Path | str | None | bool = None,
-                   **ae_settings) -> CrossValidation:
+                   log_target: bool = False, alphas: Sequence[float] = (1.0,), cache: Path | str | None | bool = None,
+                   n_jobs: int = 1, **ae_settings) -> CrossValidation:
     """Cross-validated AeLLE and LE statistics on final spectra ``data`` (one spectrum per network).
 
     ``folds`` folds over networks (balanced over the label and over ``strata``, a column of
     ``data.rows`` such as "arch" or "hidden"), ``val_fraction`` of each fold's training networks kept aside to choose the
-    autoencoder's best state; one autoencoder per fold and seed, all trained as one group
-    (:func:`~lyapbook.aelle.fit_aelle_group`, settings ``ae_settings``), through the disk cache
-    (``cache``, see :func:`~lyapbook.aelle.cached_fit_group`). ``threshold`` (loss units) sets
+    autoencoder's best state; one autoencoder per fold, seed and α0 of ``alphas``, those of one α0
+    trained as one group (:func:`~lyapbook.aelle.fit_aelle_group`, settings ``ae_settings``), through
+    the disk cache (``cache``, see :func:`~lyapbook.aelle.cached_fit_group`). Each fold uses the α0
+    whose autoencoders predict its validation networks' losses best (mean over seeds): a nested
+    choice that never sees the fold's test networks nor any F1. ``n_jobs`` processes train the
+    groups of different α0 side by side (one torch thread each). ``threshold`` (loss units) sets
     the label; default the median final loss. ``log_target`` trains the autoencoders on the
     logarithm of the loss (for losses spread over orders of magnitude; the labels, a median split,
     are the same). Classes too small for the folds raise before training.
@@ -186,13 +227,33 @@ def cross_validate(data: ZooSpectra, *, folds: int = 5, seeds: Sequence[int] = (
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("seeds: give at least one autoencoder seed")
+    alphas = tuple(float(a) for a in alphas)
+    if not alphas or any(not a > 0 for a in alphas) or len(set(alphas)) != len(alphas):
+        raise ValueError(f"alphas: distinct positive α0 values, got {alphas}")
+    if "alpha0" in ae_settings:
+        raise ValueError("alpha0: give the candidates as alphas=[...] (one value: alphas=[a])")
+    if len(alphas) > 1 and not val_fraction > 0:
+        raise ValueError("alphas: choosing among several α0 needs validation networks (val_fraction > 0)")
     z, good = data.spectra, labels.good
     loss = _targets(data.loss, log_target)
     train = [(z[s.train], loss[s.train]) for _ in seeds for s in splits]
     val = [(z[s.val], loss[s.val]) for _ in seeds for s in splits] if val_fraction > 0 else None
     group_seeds = [1000 * seed + f for seed in seeds for f in range(folds)]
-    flat = cached_fit_group(train, val, seeds=group_seeds, cache=cache, **ae_settings)
-    fits = [flat[i * folds:(i + 1) * folds] for i in range(len(seeds))]
+
+    def fit(alpha):
+        return cached_fit_group(train, val, seeds=group_seeds, cache=cache, alpha0=alpha, **ae_settings)
+
+    if n_jobs > 1 and len(alphas) > 1:
+        groups = joblib.Parallel(n_jobs=min(n_jobs, len(alphas)))(joblib.delayed(fit)(a) for a in alphas)
+    else:
+        groups = [fit(a) for a in alphas]
+    sweep = {alpha: [flat[i * folds:(i + 1) * folds] for i in range(len(seeds))] for alpha, flat in zip(alphas, groups)}
+    if len(alphas) == 1:
+        chosen = (alphas[0],) * folds
+    else:
+        chosen = tuple(min(alphas, key=lambda a: np.mean([sweep[a][i][f].best.val_prediction for i in range(len(seeds))]))
+                       for f in range(folds))
+    fits = [[sweep[chosen[f]][i][f] for f in range(folds)] for i in range(len(seeds))]
     n = len(good)
     raw = {"mean LE": data.mean_le, "max LE": data.max_le}
     statistic = {name: np.empty((1, n)) for name in ("mean LE", "max LE", "LE PCA")}
@@ -218,6 +279,7 @@ def cross_validate(data: ZooSpectra, *, folds: int = 5, seeds: Sequence[int] = (
             statistic[HEAD][i, split.test] = head[split.test]
             heldout[HEAD][i, split.test] = _median_rule(head, good, split)
     settings = dict(folds=folds, val_fraction=val_fraction, split_seed=split_seed, strata=strata, log_target=log_target,
-                    **ae_settings)
+                    alphas=alphas, **ae_settings)
     return CrossValidation(data=data, good=good, threshold=labels.threshold, splits=splits, seeds=seeds, fits=fits,
-                           pcas=pcas, le_pcas=le_pcas, statistic=statistic, heldout=heldout, settings=settings)
+                           pcas=pcas, le_pcas=le_pcas, statistic=statistic, heldout=heldout, settings=settings,
+                           alphas_chosen=chosen, sweep=sweep)

@@ -8,6 +8,7 @@ how the book finds the tables' internal inconsistencies (spec §6, items 5 and 6
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["TASK_TITLES", "TABLE_B", "TABLE_31", "TABLE_32", "TABLE_33", "TABLE_D5", "TABLE_A1", "f1_from", "inconsistencies",
@@ -103,31 +104,62 @@ def _paper_cells(values) -> dict:
     return {"paper R / P (%)": f"{recall:.1f} / {precision:.1f}", "paper F1": f1}
 
 
+def _percent(value: float) -> str:
+    """A share as a whole percent, or a dash where it is undefined (a precision with no positives)."""
+    return "–" if not np.isfinite(value) else f"{100 * value:.0f}"
+
+
 def _our_cells(row) -> dict:
-    return {"ours R / P (%)": f"{100 * row.recall:.0f} / {100 * row.precision:.0f}",
+    return {"ours R / P (%)": f"{_percent(row.recall)} / {_percent(row.precision)}",
             "ours F1 [95 %]": interval_text(row.f1, row.f1_low, row.f1_high),
             "sd, seeds": round(float(row.f1_seed_sd), 3)}
 
 
-def median_comparison(table: pd.DataFrame, task: str) -> pd.DataFrame:
+# The matched read-out of each median classifier (lyapbook.aelle.readouts names)
+_READOUT_OF = {"mean LE": "mean LE", "max LE": "max LE", "LE PCA": "LE PCA (2 PCs)", "AeLLE": "AeLLE (2 PCs)",
+               "AeLLE head": "AeLLE head"}
+
+
+def median_comparison(table: pd.DataFrame, task: str, readouts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Tables B2–B4 side by side: the dissertation's recall / precision / F1 (``task`` one of
     :data:`TABLE_B`) and ours from :meth:`CrossValidation.table` (held out, seed-averaged, 95 %
-    bootstrap interval over networks, spread over seeds), with the all-networks reading's F1."""
+    bootstrap interval over networks, spread over seeds), with the all-networks reading's F1.
+
+    With ``readouts`` (:meth:`Readouts.table`), each row also carries its matched read-outs (the
+    logistic classifier's F1 and AUC on the representation's features, the PCs as a plane) and
+    the representations that have no median rule (the (mean, max) pair, the hyperparameters) are
+    added as rows of their own."""
+    extra = {} if readouts is None else readouts.set_index("representation").to_dict("index")
+
+    def matched(name):
+        row = extra.get(name)
+        if row is None:
+            return {}
+        gap = ("–" if pd.isna(row.get("auc_gap")) else
+               interval_text(row["auc_gap"], row["auc_gap_low"], row["auc_gap_high"]))
+        return {"linear F1 [95 %]": interval_text(row["linear_f1"], row["linear_f1_low"], row["linear_f1_high"]),
+                "AUC [95 %]": interval_text(row["auc"], row["auc_low"], row["auc_high"]),
+                "AUC minus hyperparameters": gap}
+
     rows = []
     for row in table.itertuples():
         rows.append({"classifier": row.classifier, **_paper_cells(TABLE_B[task].get(row.classifier)),
-                     **_our_cells(row), "ours F1, all networks": round(float(row.f1_all), 3)})
+                     **_our_cells(row), "ours F1, all networks": round(float(row.f1_all), 3),
+                     **matched(_READOUT_OF.get(row.classifier, row.classifier))})
+    for name in extra:
+        if name not in _READOUT_OF.values():
+            rows.append({"classifier": name, **_paper_cells(None), **matched(name)})
     return pd.DataFrame(rows)
 
 
-def stage_comparison(table: pd.DataFrame, reference: dict) -> pd.DataFrame:
+def stage_comparison(table: pd.DataFrame, reference: dict, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Tables 3.1 and 3.2 side by side: ``table`` from :meth:`Pretrained.table` (one row per stage
     and classifier), ``reference`` :data:`TABLE_31` or :data:`TABLE_32`; rows the dissertation does
-    not print are dropped."""
+    not print are dropped, except the classifiers named in ``extra`` (paper cells empty)."""
     rows = []
     for row in table.itertuples():
-        if row.classifier not in reference.get(row.stage, {}):
+        if row.classifier not in reference.get(row.stage, {}) and row.classifier not in extra:
             continue
         rows.append({"training": row.stage, "classifier": row.classifier,
-                     **_paper_cells(reference[row.stage][row.classifier]), **_our_cells(row)})
+                     **_paper_cells(reference.get(row.stage, {}).get(row.classifier)), **_our_cells(row)})
     return pd.DataFrame(rows)

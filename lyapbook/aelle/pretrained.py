@@ -27,6 +27,7 @@ from .embed import PCAEmbedding, fit_pca
 from .metrics import (Interval, SeedScores, bootstrap, bootstrap_f1_difference, bootstrap_gap_to_best,
                       bootstrap_seed_scores, label_good, prf1, trivial_f1)
 from .model import AeLLEFit
+from .readouts import logistic_scores
 from .splits import NetworkSplit, split_by_network
 from .zoodata import ZooSpectra
 
@@ -153,7 +154,8 @@ def _row(stage: str, epoch: int, name: str, s: SeedScores) -> dict:
 def pretrained_aelle(data: ZooSpectra, *, stages: Mapping[str, int] = STAGES, fit_epochs: Sequence[int] = (0, 1, 2, 3, 4, 5),
                      fractions: tuple[float, float, float] = (0.2, 0.2, 0.6), seeds: Sequence[int] = (0, 1, 2),
                      split_seed: int = 0, strata: str | None = None, dims: Sequence[int] = (1, 2, 4, 10),
-                     log_target: bool = False, cache: Path | str | None | bool = None, **ae_settings) -> Pretrained:
+                     log_target: bool = False, hyperparameters: np.ndarray | None = None,
+                     cache: Path | str | None | bool = None, **ae_settings) -> Pretrained:
     """Run the pre-trained AeLLE experiment on ``data`` (spectra of every network at several epochs).
 
     ``fit_epochs``: the epochs whose spectra train the autoencoder and fit every threshold (pooled);
@@ -161,6 +163,10 @@ def pretrained_aelle(data: ZooSpectra, *, stages: Mapping[str, int] = STAGES, fi
     (train / validation / test), balanced over ``strata`` (e.g. "arch"); labels from the median
     final loss over all networks. One autoencoder per seed (one group, through the cache).
     ``dims`` larger than the latent size are skipped; ``log_target`` as in :func:`cross_validate`.
+    ``hyperparameters`` (n, k), one row per spectrum (see
+    :func:`~lyapbook.aelle.hyperparameter_features`): adds the classifier "hyperparameters", a
+    logistic regression fitted on the training networks (known before training, so the same at
+    every stage), the baseline a spectrum taken early has to beat.
     """
     missing = sorted((set(fit_epochs) | set(stages.values())) - set(data.epoch.tolist()))
     if missing:
@@ -190,6 +196,13 @@ def pretrained_aelle(data: ZooSpectra, *, stages: Mapping[str, int] = STAGES, fi
         aelle_rules.append(best_f1_threshold(pc_scores[-1][val, 0], good[val]).rule)
     score["AeLLE"] = np.stack([s[:, 0] for s in pc_scores])
     rules["AeLLE"] = aelle_rules
+    if hyperparameters is not None:
+        hyper = np.asarray(hyperparameters, dtype=float)
+        if hyper.ndim != 2 or len(hyper) != len(data):
+            raise ValueError(f"hyperparameters: one row per spectrum ({len(data)}, k), got {hyper.shape}")
+        networks = np.intersect1d(split.train, first)  # one row per training network
+        score["hyperparameters"] = logistic_scores(hyper, good, networks, np.arange(len(data)))[None]
+        rules["hyperparameters"] = [ThresholdRule(0.0, 1)]
     orthants = {d: [orthant_classifier(s[train], good[train], d) for s in pc_scores] for d in dims
                 if d <= pc_scores[0].shape[1]}
     loss_threshold = float(np.median(data.rows.final_epoch_loss.to_numpy()[first]))

@@ -19,9 +19,9 @@ import pandas as pd
 from .. import stats
 from .interpolate import prepare_spectra
 
-__all__ = ["ZooSpectra", "zoo_spectra"]
+__all__ = ["ZooSpectra", "silent_output_mae", "untestable_reason", "zoo_spectra", "zoo_summary"]
 
-_KEEP = ("zoo", "task", "arch", "hidden", "init_p", "seed", "cell", "lr", "optimizer", "epochs", "test_epochs")
+_KEEP = ("zoo", "task", "arch", "hidden", "init_p", "seed", "cell", "lr", "optimizer", "epochs", "test_epochs", "patience")
 
 
 @dataclass
@@ -33,7 +33,9 @@ class ZooSpectra:
     the final loss of each row's network (``loss_name`` of the frame); ``network`` (n,) network ids
     (the zoo's seeds); ``epoch`` (n,) the epoch each spectrum was taken after (0: untrained);
     ``rows`` (n rows) the networks' hyperparameters, ``epoch_loss`` (the validation loss at that
-    epoch) and ``final_epoch_loss`` (the validation loss after the last epoch); ``excluded`` one
+    epoch), ``final_epoch_loss`` (the validation loss after the last epoch), ``stopped_epoch``,
+    ``early_stopped``, ``test_accuracy`` (NaN where none) and ``bounded`` (how many of the lowest
+    exponents of that spectrum are only upper bounds, see :mod:`lyapbook.diagnostics`); ``excluded`` one
     row per network left out, with its reason.
     """
 
@@ -129,6 +131,12 @@ def zoo_spectra(frame: pd.DataFrame, *, length: int, loss: str = "test_loss",
         for pick in picks:
             kept.append({**base, "epoch": int(pick["epoch"]), "epoch_loss": float(pick.get("val_loss", np.nan)),
                          "final_epoch_loss": float(last.get("val_loss", np.nan)), "final_loss": final_loss,
+                         "stopped_epoch": int(last.get("stopped_epoch", last["epoch"])),
+                         "early_stopped": bool(last.get("early_stopped", False)),
+                         "test_accuracy": float(last.get("test_accuracy", np.nan) if pd.notna(last.get("test_accuracy"))
+                                                else np.nan),
+                         "bounded": int(pick.get("spectrum_bounded", 0) if pd.notna(pick.get("spectrum_bounded"))
+                                        else 0),
                          "spectrum": np.asarray(pick["spectrum"], dtype=np.float64)})
     if not kept:
         raise ValueError(f"frame: no usable network ({len(excluded)} left out: "
@@ -140,3 +148,63 @@ def zoo_spectra(frame: pd.DataFrame, *, length: int, loss: str = "test_loss",
                       rows=table.drop(columns=["spectrum"]),
                       excluded=pd.DataFrame(excluded, columns=[*[c for c in _KEEP if c in frame.columns], "reason"]),
                       length=int(length), loss_name=loss)
+
+
+def _span(values: np.ndarray, scale: float, digits: int) -> str:
+    low, high = np.percentile(values, [25, 75]) * scale
+    return f"{low:.{digits}f} – {high:.{digits}f}"
+
+
+def zoo_summary(data: ZooSpectra, zoo: str, by: str | None = None) -> pd.DataFrame:
+    """How well a zoo learned, one row per value of ``by`` (a column of ``data.rows``, e.g. "arch")
+    and one for the whole zoo: networks; median and interquartile range of the test accuracy (%)
+    where the zoo records one, else of the loss (a FORCE zoo's free-run MAE); the share accurate
+    (final loss below the *zoo's* median loss, the label of every AeLLE comparison) and the share
+    of networks that stopped early (before their epoch cap; NaN where none was set)."""
+    rows = data.rows
+    accuracy = rows["test_accuracy"].to_numpy(dtype=float) if "test_accuracy" in rows else np.full(len(rows), np.nan)
+    has_accuracy = np.isfinite(accuracy).all()
+    good = data.loss < np.median(data.loss)
+    groups = [("all", np.ones(len(rows), dtype=bool))]
+    if by is not None:
+        groups += [(str(value), (rows[by] == value).to_numpy()) for value in pd.unique(rows[by])]
+    out = []
+    for name, mask in groups:
+        row = {"zoo": zoo, "architecture": name, "networks": int(mask.sum())}
+        if has_accuracy:
+            row.update({"median accuracy (%)": float(np.median(accuracy[mask]) * 100),
+                        "IQR accuracy (%)": _span(accuracy[mask], 100, 0)})
+        else:
+            row.update({"median MAE": float(np.median(data.loss[mask])), "IQR MAE": _span(data.loss[mask], 1, 2)})
+        row["share accurate (%)"] = float(good[mask].mean() * 100)
+        capped = "early_stopped" in rows and "patience" in rows and rows["patience"].notna().all()
+        row["stopped early (%)"] = float(rows["early_stopped"].to_numpy()[mask].mean() * 100) if capped else np.nan
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def untestable_reason(loss: np.ndarray, baseline: float, baseline_name: str) -> str | None:
+    """Why a zoo cannot judge a claim about its accurate networks, or None when it can.
+
+    The label of every comparison is "final loss below the zoo's median". That label means
+    "learned the task" only when the median itself beats a trivial baseline (``baseline``, in loss
+    units: a silent output's error, or guessing): otherwise the "accurate" half holds networks that
+    do worse than doing nothing, and any verdict about them is about noise.
+    """
+    loss = np.asarray(loss, dtype=float)
+    median, beating = float(np.median(loss)), float(np.mean(loss < baseline))
+    if median < baseline:
+        return None
+    return (f"the zoo's median loss ({median:.3g}) is no better than {baseline_name} ({baseline:.3g}); only "
+            f"{100 * beating:.0f} % of its networks beat it, so its 'accurate' half has not learned the task")
+
+
+def silent_output_mae(frame: pd.DataFrame) -> float:
+    """The free-run MAE of a FORCE network that outputs nothing, over a zoo frame's targets (the
+    mean size of the target, averaged over networks): the trivial baseline of a FORCE zoo."""
+    if "free_run_target" not in frame:
+        raise ValueError("frame: no column 'free_run_target'; pass the frame run_zoo returns for a FORCE zoo")
+    targets = frame.free_run_target.dropna()
+    if targets.empty:
+        raise ValueError("frame: no free-run target recorded (a FORCE zoo records it on each network's last row)")
+    return float(np.mean([np.abs(np.asarray(t)).mean() for t in targets]))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ from .data import Split
 from .models import CELL_OPTIONS, SequenceModel
 from .recurrences import gru_sequence, lstm_sequence, rnn_sequence
 from .recurrences import tanh as _tanh
+from ..diagnostics import LyapunovWarning
 from ..lyapunov import lyapunov_spectra
 from ..optim import BatchedOptimizer as _BatchedOptimizer
 from .training import EarlyStopping, EpochRecord
@@ -397,8 +399,11 @@ def member_spectra(ensemble: Ensemble, which: Sequence[int], sequences: torch.Te
     (float64, evaluation mode; each core reads its own embedded inputs), which equals the
     networks' separate spectra to rounding. ``state="hidden"`` (the dissertation's convention,
     which its zoos' spectra follow) takes an LSTM's, coRNN's and LEM's hidden vector alone;
-    ``"full"`` their whole state. Each dict holds ``spectrum`` (k,), ``spectrum_std`` (k,) and
-    ``spectrum_seconds`` (the group's wall time shared equally among its networks).
+    ``"full"`` their whole state. Each dict holds ``spectrum`` (k,), ``spectrum_std`` (k,),
+    ``spectrum_seconds`` (the group's wall time shared equally among its networks) and
+    ``spectrum_bounded``: how many of the lowest exponents are only upper bounds (stretches at the
+    rounding floor or clamped, :mod:`lyapbook.diagnostics`; 0 for none). The engine's warnings are
+    recorded there instead of printed once per network, so a zoo's pages can count them.
     """
     if not which:
         return []
@@ -406,10 +411,13 @@ def member_spectra(ensemble: Ensemble, which: Sequence[int], sequences: torch.Te
     with torch.no_grad():
         inputs = torch.stack([m.core_inputs(sequences.to(ensemble.device)) for m in members])
     started = time.perf_counter()
-    results = lyapunov_spectra([m.core for m in members], inputs.double(), warmup=warmup, k=k, t_on=t_on, state=state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LyapunovWarning)
+        results = lyapunov_spectra([m.core for m in members], inputs.double(), warmup=warmup, k=k, t_on=t_on,
+                                   state=state)
     seconds = (time.perf_counter() - started) / len(members)
-    return [{"spectrum": r.exponents.float().cpu(), "spectrum_std": r.std.float().cpu(),
-             "spectrum_seconds": seconds} for r in results]
+    return [{"spectrum": r.exponents.float().cpu(), "spectrum_std": r.std.float().cpu(), "spectrum_seconds": seconds,
+             "spectrum_bounded": max((d.exponents for d in r.diagnostics), default=0)} for r in results]
 
 
 def _per_network(name: str, value, count: int, dtype=torch.float64) -> torch.Tensor:
