@@ -84,7 +84,7 @@ def shared_zoo_parameters(profile: str) -> dict:
     values: dict = {}
     for page in pages:
         for name, value in resolve_parameters(page, profile, profiles).items():
-            if name.endswith("_zoo") or name in ("length", "ae_seeds", "ae_epochs", "ae_lr", "folds"):
+            if name.endswith("_zoo") or name in ("length", "ae_seeds", "ae_epochs", "ae_lr", "folds", "alphas"):
                 values.setdefault(name, {})[page.stem] = value
     return {name: by_page for name, by_page in values.items() if len(by_page) > 1}
 
