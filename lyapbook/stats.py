@@ -113,7 +113,9 @@ def partial_correlation(x, y, covariates, level: float = 0.95) -> tuple[float, f
     squares, and r is taken between the residuals. This answers "does x go with y among
     networks that share the same swept hyperparameters?": a raw correlation that only reflects
     a hyperparameter driving both x and y drops to about zero here. The interval is Fisher's,
-    with n - 3 - c degrees of freedom (needs n >= c + 4).
+    with n - 3 - c degrees of freedom (needs n >= c + 4). Where the covariates explain x or y
+    completely (a residual without variance, as in some bootstrap resamples) r is NaN, which
+    :func:`bootstrap_interval` leaves out.
 
     Returns (r, low, high).
     """
@@ -129,7 +131,8 @@ def partial_correlation(x, y, covariates, level: float = 0.95) -> tuple[float, f
         raise ValueError(f"a partial correlation with {count} covariate(s) needs at least {count + 4} pairs, got {len(x)}")
     design = np.column_stack([np.ones(len(x)), z])
     residuals = [v - design @ np.linalg.lstsq(design, v, rcond=None)[0] for v in (x, y)]
-    r = float(np.corrcoef(*residuals)[0, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):  # a residual without variance: r is NaN
+        r = float(np.corrcoef(*residuals)[0, 1])
     return (r, *_fisher_interval(r, len(x) - 3 - count, level))
 
 

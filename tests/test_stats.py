@@ -114,3 +114,14 @@ def test_a_stratified_bootstrap_keeps_each_stratum_whole():
     assert estimate == pytest.approx(2.5) and low <= high
     with pytest.raises(ValueError, match="one label per row"):
         stats.bootstrap_interval(6, statistic, strata=[0, 1])
+
+
+def test_a_partial_correlation_without_residual_variance_is_nan_and_silent():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x, y = np.full(20, 3.0), rng.normal(size=20)  # a resample in which x took one value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning fails the test
+        r, low, high = stats.partial_correlation(x, y, rng.normal(size=20))
+    assert np.isnan(r) and np.isnan(low) and np.isnan(high)

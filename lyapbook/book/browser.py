@@ -10,7 +10,8 @@ with every host but the local one blocked, and reports each :class:`Problem`:
   a glued phrase placed as text instead of Markdown);
 - ``missing-image``: an image that did not load;
 - ``too-wide``: a display equation or a table wider than the text column (a table marked
-  ``lyapbook-scroll`` may be wider if its own box scrolls and fits the column);
+  ``lyapbook-scroll`` may be wider if its own box scrolls and fits the column, but not its
+  caption, which would be cut at the column's edge);
 - ``broken-link``: a link to a page or anchor of the book that does not exist;
 - ``print``: printed, the page loses its chapter number or shows folded code as an empty box.
 
@@ -311,6 +312,10 @@ PAGE_SCRIPT = r"""
       && scroller.getBoundingClientRect().right <= right + slack;
     if (!scrolls) {
       found.push(['too-wide', `table ${Math.round(width)} px in a ${Math.round(right - left)} px column: ${label(table)}`]);
+    }
+    const caption = table.querySelector(':scope > caption');
+    if (scrolls && caption && caption.getBoundingClientRect().width > right - left + slack) {
+      found.push(['too-wide', `caption ${Math.round(caption.getBoundingClientRect().width)} px of a scrolling table in a ${Math.round(right - left)} px column (cut at the edge): ${label(table)}`]);
     }
   }
   const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
