@@ -46,6 +46,10 @@ BROKEN = {
     "missing-image.html": ("missing-image", _page("<img src='nowhere.png' alt='gone'>")),
     "script-error.html": ("console", _page("<script>notDefinedAnywhere();</script>")),
     "wide-table.html": ("too-wide", _page("<table style='width: 1400px'><tr><td>wide</td></tr></table>")),
+    # the rows scroll in their box, but the caption scrolls with them and is cut at the column's edge
+    "cut-caption.html": ("too-wide", _page(
+        "<div style='overflow-x: scroll'><table class='lyapbook-scroll' style='width: 1400px'>"
+        "<caption>A caption as wide as the table</caption><tr><td>scrolls</td></tr></table></div>")),
     "wide-equation.html": (
         "too-wide",
         _page("<mjx-container display='true' style='display: block'><mjx-math style='display: inline-block; width: 1200px'>"
@@ -64,7 +68,9 @@ BROKEN = {
 CLEAN = _page(
     "<p id='top'>Nothing wrong here: <a href='clean.html#top'>a link</a>, <a href='https://example.org/'>another site</a>,"
     " <code>\\(not maths in code\\)</code>.</p><img src='pixel.png' alt='a pixel'>"
-    "<div style='overflow-x: scroll'><table class='lyapbook-scroll' style='width: 1400px'><tr><td>scrolls</td></tr></table></div>"
+    "<div style='overflow-x: scroll; container-type: inline-size'><table class='lyapbook-scroll' style='width: 1400px'>"
+    "<caption style='position: sticky; left: 0; width: 100cqw'>A caption that stays in view</caption>"
+    "<tr><td>scrolls</td></tr></table></div>"
 )
 
 
