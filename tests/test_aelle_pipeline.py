@@ -188,6 +188,12 @@ def test_matched_readouts_score_every_representation_alike():
     assert table.loc["mean LE", "auc"] == pytest.approx(1.0) and table.loc["mean LE", "auc_gap_low"] > 0
     assert np.isnan(table.loc["hyperparameters", "auc_gap"]) and table.loc["hyperparameters", "auc_low"] < 0.5
     assert read.difference("mean LE", "mean LE", "linear", n_draws=50).estimate == 0.0
+    with pytest.raises(ValueError, match="unknown 'recipe'; choose from 'mean LE'"):
+        read.table(comparator="recipe")
+    with pytest.raises(ValueError, match="readout: 'auc', 'linear' or 'median'"):
+        read.difference("mean LE", "max LE", "roc")
+    with pytest.raises(ValueError, match="has no median rule"):
+        read.difference("mean + max LE", "mean LE", "median")
     assert aelle.auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([False, False, True, True])) == 1.0
     assert aelle.auc(np.array([1.0, 1.0]), np.array([True, False])) == 0.5
     rows = pd.DataFrame({"arch": ["a", "b", "a", "b"], "init_p": [0.1, 1.0, 0.2, 2.0], "lr": [0.01] * 4,
@@ -196,6 +202,10 @@ def test_matched_readouts_score_every_representation_alike():
     assert x.shape == (4, 3)  # two one-hot columns and log p; the constant lr and the copy dropped
     with pytest.raises(ValueError, match="'size' is not a column"):
         aelle.hyperparameter_features(rows, ["size"])
+    with pytest.raises(ValueError, match="do not vary"):
+        aelle.hyperparameter_features(rows, ["lr"])
+    with pytest.raises(ValueError, match="at least one"):
+        aelle.hyperparameter_features(rows, [])
 
 
 def test_a_split_with_an_empty_class_is_refused_before_training():

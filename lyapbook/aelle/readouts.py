@@ -50,6 +50,8 @@ def auc(scores: np.ndarray, good: np.ndarray) -> float:
 def hyperparameter_features(rows: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     """(n, k) features of the hyperparameters ``columns`` of a zoo's rows: text columns one-hot,
     positive numbers as logarithms; columns that do not vary (or repeat another) are dropped."""
+    if not columns:
+        raise ValueError("columns: name at least one hyperparameter column (e.g. ['arch', 'init_p'])")
     parts = []
     for column in columns:
         if column not in rows:
@@ -62,6 +64,8 @@ def hyperparameter_features(rows: pd.DataFrame, columns: Sequence[str]) -> np.nd
             parts.append((np.log(numbers) if (numbers > 0).all() else numbers)[:, None])
     matrix = np.concatenate(parts, axis=1)
     keep = [j for j in range(matrix.shape[1]) if np.ptp(matrix[:, j]) > 0]
+    if not keep:
+        raise ValueError(f"columns: {', '.join(columns)} do not vary over the zoo: no baseline to fit")
     _, first = np.unique(matrix[:, keep].round(12), axis=1, return_index=True)
     return matrix[:, [keep[j] for j in sorted(first)]]
 
@@ -89,11 +93,18 @@ class Readouts:
     median: dict[str, np.ndarray | None]
     linear: dict[str, np.ndarray]
 
+    def _check(self, *names: str) -> None:
+        unknown = [n for n in names if n not in self.linear]
+        if unknown:
+            raise ValueError(f"representation: unknown {', '.join(map(repr, unknown))}; choose from "
+                             f"{', '.join(map(repr, self.linear))}")
+
     def _auc(self, name: str, rows: np.ndarray) -> float:
         return float(np.mean([auc(row[rows], self.good[rows]) for row in self.linear[name]]))
 
     def auc_interval(self, name: str, *, n_draws: int = 1000, seed: int = 0, rows: np.ndarray | None = None) -> Interval:
         """Seed-averaged held-out AUC of the linear read-out (on ``rows`` only, if given)."""
+        self._check(name)
         rows = np.arange(len(self.good)) if rows is None else np.asarray(rows)
         return bootstrap(lambda r: self._auc(name, rows[r]), len(rows), self.groups[rows], n_draws=n_draws, seed=seed)[0]
 
@@ -101,6 +112,7 @@ class Readouts:
                    seed: int = 0) -> Interval:
         """Paired held-out difference ``name`` minus ``other`` of one read-out ("auc", "linear" F1 or
         "median" F1), networks resampled."""
+        self._check(name, other)
         if readout == "auc":
             def statistic(r):
                 return self._auc(name, r) - self._auc(other, r)
@@ -123,6 +135,7 @@ class Readouts:
     def table(self, *, comparator: str, n_draws: int = 1000, seed: int = 0) -> pd.DataFrame:
         """One row per representation: median-rule F1, linear F1 and AUC with 95 % intervals, and the
         paired AUC difference to ``comparator`` (fixed before looking)."""
+        self._check(comparator)
         rows = []
         for name in self.linear:
             row = {"representation": name, "features": self.dims[name]}
