@@ -41,7 +41,7 @@ from .model import AeEpoch, AeLLE, AeLLEFit, alpha_schedule, cpu_threads
 from .perturb import LatentPerturbation, LossHyperplane, latent_perturbation, zero_loss_hyperplane
 from .prednet import PredNet, PredNetFit, fit_prednet, fit_prednet_group
 from .pretrained import STAGES, Pretrained, pretrained_aelle
-from .readouts import Readouts, auc, hyperparameter_features, matched_readouts
+from .readouts import RECIPES, Readouts, auc, hyperparameter_features, matched_readouts
 from .splits import NetworkSplit, kfold_by_network, split_by_network
 from .zoodata import ZooSpectra, silent_output_mae, untestable_reason, zoo_spectra, zoo_summary
 
@@ -58,6 +58,6 @@ __all__ = [
     "PredNet", "PredNetFit", "fit_prednet", "fit_prednet_group",
     "SeedScores", "bootstrap_seed_scores", "bootstrap_f1_difference", "bootstrap_gap_to_best", "trivial_f1",
     "ZooSpectra", "silent_output_mae", "untestable_reason", "zoo_spectra", "zoo_summary", "FIT_VERSION", "cached_fit_group", "fit_cache_dir",
-    "Readouts", "auc", "hyperparameter_features", "matched_readouts",
+    "RECIPES", "Readouts", "auc", "hyperparameter_features", "matched_readouts",
     "CLASSIFIERS", "HEAD", "CrossValidation", "cross_validate", "STAGES", "Pretrained", "pretrained_aelle",
 ]

@@ -31,7 +31,11 @@ from sklearn.preprocessing import StandardScaler
 from .crossval import CrossValidation, _median_rule
 from .metrics import Interval, bootstrap, bootstrap_seed_scores
 
-__all__ = ["Readouts", "auc", "hyperparameter_features", "matched_readouts"]
+__all__ = ["RECIPES", "Readouts", "auc", "hyperparameter_features", "matched_readouts"]
+
+# The recipe of each chapter-3 zoo, known before training: the columns of its rows that
+# hyperparameter_features reads (FORCE: the gain g; LSTMs: size and p; digits: architecture and p).
+RECIPES = {"target": ("init_p",), "charrnn": ("hidden", "init_p"), "smnist": ("arch", "init_p")}
 
 Features = Callable[[int, int], np.ndarray]  # (seed index, fold) -> (n, k) features of every network
 
